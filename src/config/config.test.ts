@@ -1,0 +1,78 @@
+// Proves that configuration is validated by one schema, names the key of every problem, and that
+// PARLEY_* environment variables override file values.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { checkConfig, configKeys, envName, loadConfig } from './config.ts';
+import { isParleyError } from '../errors/errors.ts';
+
+test('an empty configuration is valid and every key has a default', () => {
+  const result = checkConfig({});
+  assert.equal(result.ok, true);
+  if (result.ok) {
+    assert.equal(result.config.http.port, 8080);
+    assert.equal(result.config.cluster.nodes, 3);
+  }
+});
+
+test('problems name the key: unknown key, wrong type, out of range, dangerous combination', () => {
+  const result = checkConfig({
+    cluster: { leaseTtlMs: 'soon', bogus: 1 },
+    http: { port: 70000 },
+    data: { poolSize: 0 },
+    extra: true,
+  });
+  assert.equal(result.ok, false);
+  if (result.ok) return;
+  const text = result.problems.join('\n');
+  assert.match(text, /^cluster\.bogus: unknown key$/m);
+  assert.match(text, /^extra: unknown key$/m);
+  assert.match(text, /^cluster\.leaseTtlMs: .*number/m);
+  assert.match(text, /^http\.port: .*65535/m);
+  assert.match(text, /^data\.poolSize: /m);
+
+  const dangerous = checkConfig({ cluster: { leaseTtlMs: 1000, loopIntervalMs: 500 } });
+  assert.equal(dangerous.ok, false);
+  if (!dangerous.ok) assert.match(dangerous.problems.join('\n'), /^cluster\.leaseTtlMs: must be at least 3 × cluster\.loopIntervalMs/m);
+});
+
+test('the example from API.md is valid', () => {
+  const result = checkConfig({
+    cluster: { nodes: 3, leaseTtlMs: 3000, failoverDeadlineMs: 30000, maximumLagOnFailoverBytes: 1048576 },
+    alerting: {
+      channels: [
+        { name: 'mail', type: 'email', smtp: { host: '127.0.0.1', port: 2525 }, from: 'parley@localhost', to: ['oncall@localhost'] },
+        { name: 'hook', type: 'webhook', url: 'http://127.0.0.1:9099/alerts' },
+      ],
+    },
+  });
+  assert.deepEqual(result.ok ? [] : result.problems, []);
+});
+
+test('environment overrides file values and names the variable when unparsable', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-config-'));
+  const file = join(dir, 'parley.yaml');
+  writeFileSync(file, 'http:\n  port: 9000\ncluster:\n  leaseTtlMs: 4000\n');
+  assert.equal(envName('cluster.leaseTtlMs'), 'PARLEY_CLUSTER_LEASE_TTL_MS');
+  assert.ok(configKeys().includes('http.port'));
+  const config = loadConfig({ file, env: { PARLEY_HTTP_PORT: '8123' } });
+  assert.equal(config.http.port, 8123);
+  assert.equal(config.cluster.leaseTtlMs, 4000);
+  assert.throws(
+    () => loadConfig({ file, env: { PARLEY_HTTP_PORT: 'abc' } }),
+    (error: unknown) => isParleyError(error) && /http\.port/.test(error.message),
+  );
+});
+
+test('a file that is not YAML or not a mapping is reported with its name', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-config-'));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'http: [1, 2\n');
+  assert.throws(() => loadConfig({ file: bad, env: {} }), /bad\.yaml:.*not valid YAML/);
+  const list = join(dir, 'list.yaml');
+  writeFileSync(list, '- 1\n- 2\n');
+  assert.throws(() => loadConfig({ file: list, env: {} }), /must be a mapping/);
+  assert.throws(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), /cannot read \(ENOENT\)/);
+});

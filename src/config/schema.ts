@@ -1,0 +1,152 @@
+// The one schema for every Parley setting. Every key has a default, so an empty file (or none)
+// is a valid configuration; unknown keys are errors. Units go last in names (`leaseTtlMs`).
+import { z } from 'zod';
+
+const port = z.number().int().min(1).max(65535);
+const host = z.string().min(1);
+
+const smtp = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: port.default(25),
+  secure: z.boolean().default(false),
+  user: z.string().optional(),
+  password: z.string().optional(),
+});
+
+const channel = z.discriminatedUnion('type', [
+  z.strictObject({
+    name: z.string().min(1),
+    type: z.literal('email'),
+    smtp: smtp.default({ host: '127.0.0.1', port: 25, secure: false }),
+    from: z.string().min(3),
+    to: z.array(z.string().min(3)).min(1),
+  }),
+  z.strictObject({
+    name: z.string().min(1),
+    type: z.literal('webhook'),
+    url: z.url(),
+  }),
+  z.strictObject({
+    name: z.string().min(1),
+    type: z.literal('command'),
+    command: z.array(z.string().min(1)).min(1),
+  }),
+]);
+
+/** The whole configuration. `z.input` of it is what a file may say; `Config` is what code sees. */
+export const configSchema = z
+  .strictObject({
+    cluster: z
+      .strictObject({
+        /** PostgreSQL nodes on this machine. */
+        nodes: z.number().int().min(1).max(9).default(3),
+        /** How long a primary's lease lasts without renewal. */
+        leaseTtlMs: z.number().int().min(1000).max(120_000).default(3000),
+        /** How often each agent observes and decides. */
+        loopIntervalMs: z.number().int().min(50).max(10_000).default(500),
+        /** A failover ends (new primary or rollback) within this time. */
+        failoverDeadlineMs: z.number().int().min(1000).max(600_000).default(30_000),
+        /** A standby further behind than this is never promoted automatically. */
+        maximumLagOnFailoverBytes: z.number().int().min(0).default(1_048_576),
+      })
+      .prefault({}),
+    postgres: z
+      .strictObject({
+        /** Directory of the server binaries; found automatically when empty. */
+        bin: z.string().default(''),
+        /** Port of the first node; node N listens on basePort + N - 1. */
+        basePort: port.default(5433),
+        /** OS account that runs the server when Parley runs as root. */
+        osUser: z.string().min(1).default('postgres'),
+        maxConnections: z.number().int().min(20).max(10_000).default(200),
+        sharedBuffers: z.string().regex(/^\d+(kB|MB|GB)$/, 'must look like 128MB').default('128MB'),
+      })
+      .prefault({}),
+    http: z
+      .strictObject({
+        host: host.default('127.0.0.1'),
+        port: port.default(8080),
+        /** Largest request body accepted. */
+        bodyLimitBytes: z.number().int().min(1024).max(10_485_760).default(65_536),
+        /** Requests per account per minute before 429. */
+        rateLimitPerMinute: z.number().int().min(1).max(1_000_000).default(1200),
+      })
+      .prefault({}),
+    websocket: z
+      .strictObject({
+        /** Bytes queued for one slow socket before it is disconnected (it catches up with sync). */
+        sendBufferMaxBytes: z.number().int().min(16_384).max(67_108_864).default(1_048_576),
+        pingIntervalMs: z.number().int().min(1000).max(300_000).default(30_000),
+        /** Largest frame a client may send. */
+        frameMaxBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
+        /** Sockets one app server accepts before refusing with 503. */
+        connectionsMax: z.number().int().min(1).max(1_000_000).default(50_000),
+      })
+      .prefault({}),
+    app: z
+      .strictObject({
+        /** App servers started by `parley up`, on consecutive ports from http.port. */
+        servers: z.number().int().min(1).max(16).default(1),
+        /** Session lifetime without use. */
+        sessionTtlHours: z.number().int().min(1).max(24 * 365).default(24 * 30),
+      })
+      .prefault({}),
+    data: z
+      .strictObject({
+        poolSize: z.number().int().min(1).max(500).default(10),
+        /** A query that runs longer is cancelled and answered 503. */
+        queryTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
+        /** How long a request may wait for a free connection. */
+        connectTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
+      })
+      .prefault({}),
+    alerting: z
+      .strictObject({
+        channels: z.array(channel).default([]),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    // Dangerous combinations: a lease must outlive several agent loops, or a healthy primary
+    // loses it between two renewals and the cluster fails over for nothing.
+    if (config.cluster.leaseTtlMs < 3 * config.cluster.loopIntervalMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster', 'leaseTtlMs'],
+        message: `must be at least 3 × cluster.loopIntervalMs (${3 * config.cluster.loopIntervalMs}); a primary would lose its lease between renewals`,
+      });
+    }
+    if (config.cluster.failoverDeadlineMs < 2 * config.cluster.leaseTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster', 'failoverDeadlineMs'],
+        message: `must be at least 2 × cluster.leaseTtlMs (${2 * config.cluster.leaseTtlMs}); a failover could never finish in time`,
+      });
+    }
+    const names = new Set<string>();
+    config.alerting.channels.forEach((c, i) => {
+      if (names.has(c.name)) {
+        ctx.addIssue({ code: 'custom', path: ['alerting', 'channels', i, 'name'], message: `duplicate channel name "${c.name}"` });
+      }
+      names.add(c.name);
+    });
+    const lastPort = config.http.port + config.app.servers - 1;
+    const pgPorts = [config.postgres.basePort, config.postgres.basePort + config.cluster.nodes - 1];
+    if (lastPort >= pgPorts[0]! && config.http.port <= pgPorts[1]!) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['http', 'port'],
+        message: `app server ports ${config.http.port}-${lastPort} overlap PostgreSQL ports ${pgPorts[0]}-${pgPorts[1]}`,
+      });
+    }
+  });
+
+/** The configuration as code sees it, every default filled in. */
+export type Config = z.output<typeof configSchema>;
+/** What a configuration file may say. */
+export type ConfigInput = z.input<typeof configSchema>;
