@@ -1,0 +1,85 @@
+// Versioned schema migrations, applied in order by `parley up` as the database superuser. The app
+// itself connects as `parley_app`, which may read and write rows but never change the schema.
+
+/** One migration: applied once, in a transaction, in version order. Never edit an applied one. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, oldest first. Append; never reorder. */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'messenger core',
+    sql: `
+CREATE TABLE accounts (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  username text NOT NULL UNIQUE CHECK (username ~ '^[a-z0-9_.-]{3,32}$'),
+  display_name text NOT NULL CHECK (char_length(display_name) BETWEEN 1 AND 64),
+  password_hash text NOT NULL,
+  is_operator boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Tokens are stored as SHA-256 hashes: a leaked table yields no usable token.
+CREATE TABLE sessions (
+  token_hash bytea PRIMARY KEY,
+  account_id bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL
+);
+CREATE INDEX sessions_account ON sessions (account_id);
+
+CREATE TABLE conversations (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind text NOT NULL CHECK (kind IN ('direct', 'group')),
+  title text CHECK (title IS NULL OR char_length(title) BETWEEN 1 AND 200),
+  -- "<smaller account id>:<larger account id>" for direct conversations: one per pair.
+  direct_key text UNIQUE,
+  last_seq bigint NOT NULL DEFAULT 0,
+  last_message_at timestamptz,
+  created_by bigint NOT NULL REFERENCES accounts (id),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CHECK ((kind = 'direct') = (direct_key IS NOT NULL))
+);
+
+CREATE TABLE members (
+  conversation_id bigint NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+  account_id bigint NOT NULL REFERENCES accounts (id),
+  last_read_seq bigint NOT NULL DEFAULT 0,
+  joined_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (conversation_id, account_id)
+);
+CREATE INDEX members_account ON members (account_id, conversation_id);
+
+CREATE TABLE messages (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  conversation_id bigint NOT NULL REFERENCES conversations (id),
+  seq bigint NOT NULL CHECK (seq >= 1),
+  sender_id bigint NOT NULL REFERENCES accounts (id),
+  client_message_id uuid NOT NULL,
+  body text NOT NULL CHECK (char_length(body) BETWEEN 1 AND 4000),
+  sent_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (conversation_id, seq),
+  -- Exactly once, forever: one stored message per (sender, clientMessageId).
+  UNIQUE (sender_id, client_message_id)
+);
+
+-- The log that /v1/sync reads. Ordered by (xid, id): every row of a transaction whose xid is
+-- below the oldest running transaction is final, so a cursor never skips a late commit.
+CREATE TABLE events (
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  id bigint GENERATED ALWAYS AS IDENTITY,
+  conversation_id bigint NOT NULL REFERENCES conversations (id),
+  kind smallint NOT NULL CHECK (kind IN (1, 2, 3)), -- 1 message, 2 read, 3 conversation
+  message_id bigint REFERENCES messages (id),
+  account_id bigint REFERENCES accounts (id),
+  seq bigint,
+  PRIMARY KEY (xid, id)
+);
+CREATE INDEX events_conversation ON events (conversation_id, xid, id);
+`,
+  },
+];
