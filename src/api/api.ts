@@ -1,7 +1,13 @@
-// api/: the HTTP and WebSocket server. Entry point for app-server processes.
-// (Placeholder while the real routes are written: answers /healthz only.)
-import Fastify from 'fastify';
+// api/: the HTTP and WebSocket server. `startAppServer` is what an app-server process runs;
+// `buildApp` is the same server without listening, for tests.
+import pino, { type Logger } from 'pino';
+import { createChat } from '../chat/chat.ts';
 import type { Config } from '../config/config.ts';
+import { createDatabase } from '../data/data.ts';
+import { buildApp } from './app.ts';
+
+export { buildApp, type AppOptions } from './app.ts';
+export { openApiDocument } from './routes.ts';
 
 /** A listening app server. */
 export interface AppServer {
@@ -10,10 +16,43 @@ export interface AppServer {
 }
 
 /** Starts an app server on host:port against the app database URL. */
-export async function startAppServer(options: { config: Config; databaseUrl: string; port: number; host?: string }): Promise<AppServer> {
-  const app = Fastify();
-  app.get('/healthz', async () => ({ state: 'ok' }));
-  const host = options.host ?? options.config.http.host;
-  await app.listen({ port: options.port, host });
-  return { url: `http://${host}:${options.port}`, close: () => app.close() };
+export async function startAppServer(options: {
+  config: Config;
+  databaseUrl: string;
+  port: number;
+  host?: string;
+  logger?: Logger;
+}): Promise<AppServer> {
+  const { config } = options;
+  const logger = options.logger ?? pino({ level: config.log.level, base: { part: 'app', port: options.port } });
+  const db = createDatabase({
+    url: options.databaseUrl,
+    poolSize: config.data.poolSize,
+    queryTimeoutMs: config.data.queryTimeoutMs,
+    connectTimeoutMs: config.data.connectTimeoutMs,
+    applicationName: `parley-app-${options.port}`,
+  });
+  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours });
+  const { app } = await buildApp({
+    chat,
+    db,
+    logger,
+    bodyLimitBytes: config.http.bodyLimitBytes,
+    rateLimitPerMinute: config.http.rateLimitPerMinute,
+    stream: config.websocket,
+  });
+  const host = options.host ?? config.http.host;
+  try {
+    await app.listen({ port: options.port, host });
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return {
+    url: `http://${host}:${options.port}`,
+    async close() {
+      await app.close();
+      await db.close();
+    },
+  };
 }

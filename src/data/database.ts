@@ -14,12 +14,13 @@ export interface DatabaseOptions {
   applicationName?: string;
 }
 
-/** A client inside a transaction or a single checkout. */
-export type Queryable = Pick<pg.PoolClient, 'query'>;
+/** Anything that runs a parameterised query: the pool or a client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
 
 /** The app's handle on the database. */
-export interface Database {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+export interface Database extends Queryable {
   /** Runs `fn` in a transaction; commits on return, rolls back on throw. */
   transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T>;
   /** Pool counters for metrics and readiness. */
@@ -93,7 +94,8 @@ export function createDatabase(options: DatabaseOptions): Database {
       let broken = false;
       try {
         await client.query('BEGIN');
-        const result = await fn(client);
+        const tx: Queryable = { query: (text, values) => client.query(text, values) };
+        const result = await fn(tx);
         await client.query('COMMIT');
         return result;
       } catch (error) {

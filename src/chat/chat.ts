@@ -1,0 +1,102 @@
+// chat/: accounts, sessions, conversations, messages, receipts, sync and live fan-out. Talks to
+// PostgreSQL through data/ only and knows nothing of HTTP: api/ calls this façade.
+import type { Database } from '../data/data.ts';
+import { authenticate, createAccount, createSession, deleteSession, grantOperator, type Caller } from './accounts.ts';
+import { createConversation, getConversation, listConversations, memberIds, parseConversationId } from './conversations.ts';
+import { createHub, type Hub, type Listener } from './hub.ts';
+import { listMessages, markRead, sendMessage } from './messages.ts';
+import type { ChatEvent, ConversationView, MessageView } from './shapes.ts';
+import { syncEvents } from './sync.ts';
+
+export type { Caller } from './accounts.ts';
+export type { Hub, Listener } from './hub.ts';
+export type { AccountView, ChatEvent, ConversationListItem, ConversationView, MessageView } from './shapes.ts';
+export { historyPageDefault, historyPageMax, messageBodyMax } from './messages.ts';
+export { syncPageDefault, syncPageMax } from './sync.ts';
+export { groupMembersMax } from './conversations.ts';
+export { hashPassword, verifyPassword } from './passwords.ts';
+export { decodeCursor, encodeCursor } from './cursor.ts';
+export { grantOperator } from './accounts.ts';
+
+/** Options of the chat service. */
+export interface ChatOptions {
+  sessionTtlHours: number;
+  /** Live delivery; one per app server. */
+  hub?: Hub;
+}
+
+// Members never change after a conversation is created, so fan-out can cache them.
+const memberCacheMax = 10_000;
+
+/** The chat service that api/ calls: every operation takes the signed-in caller. */
+export function createChat(db: Database, options: ChatOptions) {
+  const hub = options.hub ?? createHub();
+  const memberCache = new Map<string, string[]>();
+
+  async function membersFor(conversationId: string): Promise<string[]> {
+    const cached = memberCache.get(conversationId);
+    if (cached) return cached;
+    const ids = await memberIds(db, conversationId);
+    if (memberCache.size >= memberCacheMax) memberCache.delete(memberCache.keys().next().value!);
+    memberCache.set(conversationId, ids);
+    return ids;
+  }
+
+  async function publish(conversationId: string, event: ChatEvent): Promise<void> {
+    try {
+      hub.publish(event, await membersFor(conversationId));
+    } catch {
+      // Live delivery is best effort; the event is in the log and reaches everyone through sync.
+    }
+  }
+
+  return {
+    hub,
+    register: (input: { username: string; password: string; displayName?: string | undefined }) => createAccount(db, input),
+    login: (input: { username: string; password: string }) => createSession(db, input, { sessionTtlHours: options.sessionTtlHours }),
+    logout: (token: string) => deleteSession(db, token),
+    authenticate: (token: string) => authenticate(db, token),
+    grantOperator: (username: string) => grantOperator(db, username),
+    parseConversationId,
+
+    async createConversation(caller: Caller, input: { kind: 'direct' | 'group'; members: string[]; title?: string | undefined }) {
+      const result = await createConversation(db, caller, input);
+      if (result.created) {
+        memberCache.set(result.conversation.id, result.conversation.members.map((m) => m.id));
+        await publish(result.conversation.id, { type: 'conversation', conversation: result.conversation });
+      }
+      return result;
+    },
+    getConversation: (caller: Caller, id: string): Promise<ConversationView> => getConversation(db, caller, id),
+    listConversations: (caller: Caller) => listConversations(db, caller),
+
+    async send(caller: Caller, input: { conversationId: string; clientMessageId: string; body: string }): Promise<{ message: MessageView; created: boolean }> {
+      const result = await sendMessage(db, caller, input);
+      if (result.created) await publish(input.conversationId, { type: 'message', message: result.message });
+      return result;
+    },
+    history: (caller: Caller, input: { conversationId: string; afterSeq?: number | undefined; beforeSeq?: number | undefined; limit?: number | undefined }) =>
+      listMessages(db, caller, input),
+
+    async markRead(caller: Caller, input: { conversationId: string; seq: number }): Promise<void> {
+      const moved = await markRead(db, caller, input);
+      if (moved) await publish(input.conversationId, { type: 'read', conversationId: input.conversationId, accountId: caller.id, seq: input.seq });
+    },
+
+    /** Typing is live only: checked for membership, never stored. */
+    async typing(caller: Caller, conversationId: string): Promise<void> {
+      const members = await membersFor(conversationId);
+      if (!members.includes(caller.id)) {
+        await getConversation(db, caller, conversationId); // throws the right 404/403
+      }
+      hub.publish({ type: 'typing', conversationId, accountId: caller.id }, members.filter((id) => id !== caller.id));
+    },
+
+    sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db, caller, input),
+
+    subscribe: (accountId: string, listener: Listener) => hub.subscribe(accountId, listener),
+  };
+}
+
+/** The chat service type. */
+export type Chat = ReturnType<typeof createChat>;
