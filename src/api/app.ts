@@ -70,6 +70,8 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     return503OnClosing: true,
     forceCloseConnections: true,
   });
+  // JSON only: a text/plain body is a 415, not a string that fails validation later.
+  app.removeContentTypeParser('text/plain');
   const metrics = createMetrics();
   const limiter = createRateLimiter({ perMinute: options.rateLimitPerMinute });
 

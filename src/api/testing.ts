@@ -43,3 +43,39 @@ export async function startTestApp(overrides: ConfigInput = {}): Promise<TestApp
     throw error;
   }
 }
+
+/** A minimal HTTP client for tests: JSON in, status + parsed body + headers out. */
+export function httpClient(baseUrl: string) {
+  async function call(method: string, path: string, options: { body?: unknown; token?: string | undefined; raw?: string; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...(options.headers ?? {}) };
+    if (options.token) headers.authorization = `Bearer ${options.token}`;
+    let body: string | undefined;
+    if (options.raw !== undefined) body = options.raw;
+    else if (options.body !== undefined) body = JSON.stringify(options.body);
+    if (body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
+    const response = await fetch(`${baseUrl}${path}`, { method, headers, body });
+    const text = await response.text();
+    let json: any = undefined;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, body: json, text, headers: response.headers };
+  }
+  return {
+    call,
+    get: (path: string, token?: string) => call('GET', path, { token }),
+    post: (path: string, body: unknown, token?: string) => call('POST', path, { body, token }),
+    del: (path: string, token?: string) => call('DELETE', path, { token }),
+    /** Registers and signs in a fresh account; returns its token and account. */
+    async signUp(prefix = 'u'): Promise<{ token: string; id: string; username: string }> {
+      const username = `${prefix}${randomBytes(5).toString('hex')}`.slice(0, 32);
+      const created = await call('POST', '/v1/accounts', { body: { username, password: 'correct-horse' } });
+      if (created.status !== 201) throw new Error(`sign-up failed: ${created.status} ${created.text}`);
+      const session = await call('POST', '/v1/sessions', { body: { username, password: 'correct-horse' } });
+      if (session.status !== 201) throw new Error(`sign-in failed: ${session.status} ${session.text}`);
+      return { token: session.body.token, id: session.body.account.id, username };
+    },
+  };
+}
