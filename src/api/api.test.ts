@@ -163,6 +163,14 @@ describe('conversations and messages', () => {
     // The sender has read their own messages.
     const senderList = (await http.get('/v1/conversations', a.token)).body.conversations;
     assert.equal(senderList[0].unread, 0);
+    // Replying past unread messages is reading them: the other side gets a read receipt.
+    const aCursor = (await http.get('/v1/sync', a.token)).body.cursor;
+    await http.post(`/v1/conversations/${conversation.id}/messages`, { clientMessageId: randomUUID(), body: 'reply' }, b.token);
+    const events = (await http.get(`/v1/sync?cursor=${aCursor}`, a.token)).body.events;
+    assert.deepEqual(events.map((e: any) => e.type), ['message', 'read']);
+    assert.deepEqual(events[1], { type: 'read', conversationId: conversation.id, accountId: b.id, seq: 5 });
+    list = (await http.get('/v1/conversations', b.token)).body.conversations;
+    assert.deepEqual([list[0].unread, list[0].lastReadSeq], [0, 5]);
   });
 });
 

@@ -73,7 +73,10 @@ export function createChat(db: Database, options: ChatOptions) {
     async send(caller: Caller, input: { conversationId: string; clientMessageId: string; body: string }): Promise<{ message: MessageView; created: boolean }> {
       const result = await sendMessage(db, caller, input);
       if (result.created) await publish(input.conversationId, { type: 'message', message: result.message });
-      return result;
+      if (result.readMoved) {
+        await publish(input.conversationId, { type: 'read', conversationId: input.conversationId, accountId: caller.id, seq: result.message.seq });
+      }
+      return { message: result.message, created: result.created };
     },
     history: (caller: Caller, input: { conversationId: string; afterSeq?: number | undefined; beforeSeq?: number | undefined; limit?: number | undefined }) =>
       listMessages(db, caller, input),

@@ -26,10 +26,10 @@ export async function sendMessage(
   db: Database,
   caller: Caller,
   input: { conversationId: string; clientMessageId: string; body: string },
-): Promise<{ message: MessageView; created: boolean }> {
+): Promise<{ message: MessageView; created: boolean; readMoved: boolean }> {
   const clientMessageId = input.clientMessageId.toLowerCase();
   const existing = await findByClientId(db, caller.id, clientMessageId);
-  if (existing) return { message: sameConversation(existing, input.conversationId), created: false };
+  if (existing) return { message: sameConversation(existing, input.conversationId), created: false, readMoved: false };
   await checkAccess(db, input.conversationId, caller.id);
 
   try {
@@ -39,7 +39,7 @@ export async function sendMessage(
         `SELECT ${messageColumns('m')} FROM messages m WHERE m.sender_id = $1 AND m.client_message_id = $2`,
         [caller.id, clientMessageId],
       );
-      if (again.rows[0]) return { row: again.rows[0], created: false };
+      if (again.rows[0]) return { row: again.rows[0], created: false, readMoved: false };
       const counter = await tx.query<{ last_seq: string }>(
         'UPDATE conversations SET last_seq = last_seq + 1, last_message_at = now() WHERE id = $1 RETURNING last_seq',
         [input.conversationId],
@@ -61,19 +61,31 @@ export async function sendMessage(
         eventKind.message,
         row.id,
       ]);
-      // Sending implies having read the conversation up to one's own message.
-      await tx.query(
-        'UPDATE members SET last_read_seq = GREATEST(last_read_seq, $3) WHERE conversation_id = $1 AND account_id = $2',
+      // Sending implies having read the conversation up to one's own message. When that passes
+      // other people's messages, they get a read receipt like any other ("seen").
+      const read = await tx.query<{ before: string }>(
+        `WITH old AS (SELECT last_read_seq FROM members WHERE conversation_id = $1 AND account_id = $2 FOR UPDATE)
+         UPDATE members m SET last_read_seq = GREATEST(m.last_read_seq, $3) FROM old
+          WHERE m.conversation_id = $1 AND m.account_id = $2 RETURNING old.last_read_seq AS before`,
         [input.conversationId, caller.id, seq],
       );
-      return { row, created: true };
+      const readMoved = Number(read.rows[0]?.before ?? seq) < Number(seq) - 1;
+      if (readMoved) {
+        await tx.query('INSERT INTO events (conversation_id, kind, account_id, seq) VALUES ($1, $2, $3, $4)', [
+          input.conversationId,
+          eventKind.read,
+          caller.id,
+          seq,
+        ]);
+      }
+      return { row, created: true, readMoved };
     });
-    return { message: sameConversation(toMessage(stored.row), input.conversationId), created: stored.created };
+    return { message: sameConversation(toMessage(stored.row), input.conversationId), created: stored.created, readMoved: stored.readMoved };
   } catch (error) {
     if (!(error instanceof DuplicateSend)) throw error;
     const winner = await findByClientId(db, caller.id, clientMessageId);
     if (!winner) throw new ParleyError('conflict', 'A send with this clientMessageId is in progress; retry', { cause: error });
-    return { message: sameConversation(winner, input.conversationId), created: false };
+    return { message: sameConversation(winner, input.conversationId), created: false, readMoved: false };
   }
 }
 
