@@ -18,3 +18,24 @@ export {
   type ServerSettings,
 } from './server.ts';
 export { freePort, startThrowawayServer, type ThrowawayServer } from './throwaway.ts';
+export {
+  cloneFromPrimary,
+  dropSlotsExcept,
+  ensureReplicationRole,
+  ensureSlots,
+  formatLsn,
+  hasStandbySignal,
+  parseLsn,
+  probeReplication,
+  promoteServer,
+  queryServer,
+  reloadServer,
+  quorumStandbyNames,
+  replicationRoleName,
+  rewindFrom,
+  setSynchronousStandbys,
+  standbySettings,
+  writeStandbySignal,
+  type Endpoint,
+  type ReplicationProbe,
+} from './replication.ts';

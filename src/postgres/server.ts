@@ -211,6 +211,9 @@ export async function startServer(options: {
     env: { ...process.env, ...bin.env, LC_ALL: 'C' },
     stdio: ['ignore', log, log],
     cwd: '/',
+    // Its own process group: a Ctrl-C in the terminal reaches the supervisor, which stops the app
+    // servers first and PostgreSQL last, instead of PostgreSQL shutting down at the same moment.
+    detached: true,
   });
   closeSync(log);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
