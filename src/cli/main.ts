@@ -1,0 +1,165 @@
+// The `parley` command. Thin: it parses the command line, calls the parts, and maps every failure
+// once to one line `parley: <reason>` on stderr and a non-zero exit (1 for a failure, 2 for bad
+// usage). Commands appear here only once they are implemented.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/config.ts';
+import { isParleyError } from '../errors/errors.ts';
+import { addOperator, formatStatus, readStatus, runAppServer, runUp, stopRunning, statePaths } from '../supervisor/supervisor.ts';
+
+/** Exit code for a command that failed. */
+export const exitFailure = 1;
+/** Exit code for a command line that could not be understood. */
+export const exitUsage = 2;
+
+// A short command must not hang on a forgotten handle; long-running ones (up, app-server) end
+// through their own stop paths.
+const exitGuardMs = 3000;
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function complain(line: string): void {
+  process.stderr.write(`parley: ${line.replace(/\s*\n\s*/g, ' ').trim()}\n`);
+}
+
+function integer(label: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${label} must be a whole number`);
+    return Number(value);
+  };
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Builds the command tree; each action calls into the parts and sets process.exitCode. */
+export function buildProgram(): Command {
+  const program = new Command('parley')
+    .description('Parley: a messenger that keeps its users talking through database failovers.')
+    .version(version(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', '\nExit codes: 0 success, 1 failure, 2 bad command line. Every failure prints one line "parley: <reason>" on stderr.');
+
+  program
+    .command('up')
+    .description('start PostgreSQL and the app servers in the foreground; Ctrl-C or "parley down" stops them')
+    .option('--dir <dir>', 'state directory (data, logs, secrets)', '.parley')
+    .option('--config <file>', 'YAML or JSON configuration file (PARLEY_* environment variables override it)')
+    .option('--nodes <n>', 'PostgreSQL nodes, overrides cluster.nodes (default 3); only node1 runs until replication lands', integer('--nodes'))
+    .option('--app-servers <n>', 'app servers on consecutive ports, overrides app.servers (default 1)', integer('--app-servers'))
+    .option('--port <port>', 'HTTP port of the first app server, overrides http.port (default 8080)', integer('--port'))
+    .action(async (options: { dir: string; config?: string; nodes?: number; appServers?: number; port?: number }) => {
+      process.exitCode = await runUp({
+        dir: options.dir,
+        configFile: options.config,
+        nodes: options.nodes,
+        appServers: options.appServers,
+        port: options.port,
+      });
+    });
+
+  program
+    .command('down')
+    .description('stop the "parley up" running in DIR and wait until it has stopped')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .action(async (options: { dir: string }) => {
+      const { pid } = await stopRunning({ dir: options.dir, out: say });
+      say(`Parley in ${statePaths(options.dir).dir} stopped (supervisor pid ${pid})`);
+    });
+
+  program
+    .command('status')
+    .description('show nodes, app servers and alerts of the "parley up" running in DIR')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--json', 'print the machine-readable document described in docs/cli.md')
+    .action(async (options: { dir: string; json?: boolean }) => {
+      const status = await readStatus({ dir: options.dir });
+      say(options.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+    });
+
+  const config = program.command('config').description('configuration tools');
+  config
+    .command('check')
+    .description('check a configuration file (with PARLEY_* environment overrides); one line per problem, naming the key')
+    .argument('[file]', 'YAML or JSON file; without it, the defaults plus the environment are checked')
+    .action((file: string | undefined) => {
+      loadConfig({ file, env: process.env });
+      say(`ok: ${file ?? 'defaults + PARLEY_* environment'}`);
+    });
+
+  const operator = program.command('operator').description('operator accounts');
+  operator
+    .command('add')
+    .description('give an existing account the operator role (ops API, ops console)')
+    .argument('<username>', 'the account')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .action(async (username: string, options: { dir: string }) => {
+      await addOperator({ dir: options.dir, username });
+      say(`${username} is now an operator`);
+    });
+
+  // Started by the supervisor, one per app server; not for people, hence hidden from --help.
+  program
+    .command('app-server', { hidden: true })
+    .description('one app server process (started by parley up; reads PARLEY_DATABASE_URL)')
+    .requiredOption('--dir <dir>', 'state directory of the supervisor')
+    .requiredOption('--port <port>', 'port to listen on', integer('--port'))
+    .option('--config <file>', 'configuration file')
+    .action(async (options: { dir: string; port: number; config?: string }) => {
+      await runAppServer({ dir: options.dir, port: options.port, configFile: options.config });
+    });
+
+  for (const command of [program, ...program.commands, ...config.commands, ...operator.commands]) {
+    command.exitOverride();
+    // Commander's own error printing is replaced by the single line in `main`.
+    command.configureOutput({ outputError: () => undefined, writeErr: () => undefined });
+  }
+  return program;
+}
+
+function report(error: unknown, argv: readonly string[]): number {
+  if (error instanceof CommanderError) {
+    if (error.exitCode === 0) return 0;
+    if (error.code === 'commander.help') {
+      // A group (`parley`, `parley config`) called without its subcommand.
+      const words = argv.filter((arg) => !arg.startsWith('-'));
+      complain(`missing command; see parley ${[...words, '--help'].join(' ')}`);
+      return exitUsage;
+    }
+    complain(error.message.replace(/^error:\s*/, ''));
+    return exitUsage;
+  }
+  if (isParleyError(error)) {
+    const lines = error.details && error.details.length > 0 ? error.details : [error.message];
+    for (const line of lines) complain(line);
+    return error.code === 'cli_usage' ? exitUsage : exitFailure;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  complain(`unexpected error: ${message}`);
+  if (process.env.PARLEY_DEBUG && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  return exitFailure;
+}
+
+/** Parses argv (without node and script) and runs the command. */
+export async function main(argv: readonly string[]): Promise<void> {
+  const program = buildProgram();
+  const longRunning = argv[0] === 'up' || argv[0] === 'app-server';
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    process.exitCode = report(error, argv);
+  }
+  const guardsExit = !longRunning || process.exitCode !== undefined;
+  if (guardsExit) setTimeout(() => process.exit(), exitGuardMs).unref();
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,379 @@
+// `parley up` as an operator meets it: the real command started as a child process, on real
+// PostgreSQL, with processes killed for real. Every wait is bounded; every process any test saw
+// (from supervisor.json) is killed by pid in the `after` hooks, also when a test fails.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { freePort } from '../src/postgres/postgres.ts';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bin = join(repo, 'bin', 'parley.js');
+const upReadyTimeoutMs = 90_000;
+const cliTimeoutMs = 120_000;
+const processTimeoutMs = 30_000;
+
+interface StateFile {
+  pid: number;
+  state: string;
+  nodes: { name: string; port: number; pid: number | null; dataDir: string }[];
+  appServers: { url: string; port: number; pid: number | null }[];
+}
+
+/** Every pid a test has seen; the `after` hooks make sure none survives. */
+const seenPids = new Set<number>();
+const supervisors = new Set<ChildProcess>();
+const tempDirs: string[] = [];
+
+/**
+ * True while `pid` runs. kill(pid, 0) alone is not enough here: this machine's init does not reap
+ * orphans, so an exited orphan lingers as a zombie that kill(0) still finds.
+ */
+function alive(pid: number | null | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).charAt(0) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = processTimeoutMs): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting until ${what}`);
+    await sleep(100);
+  }
+}
+
+function makeDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-up-'));
+  // PostgreSQL runs as the `postgres` account when we are root; it must be able to walk in here.
+  chmodSync(dir, 0o755);
+  tempDirs.push(dir);
+  return dir;
+}
+
+function readStateFile(dir: string): StateFile | undefined {
+  try {
+    const state = JSON.parse(readFileSync(join(dir, 'supervisor.json'), 'utf8')) as StateFile;
+    remember(state);
+    return state;
+  } catch {
+    return undefined;
+  }
+}
+
+function remember(state: StateFile): void {
+  seenPids.add(state.pid);
+  for (const part of [...state.nodes, ...state.appServers]) if (part.pid) seenPids.add(part.pid);
+}
+
+/** A running `parley up` child and its output so far. */
+interface Up {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function startUp(dir: string, port: number, pgPort: number): Up {
+  const child = spawn(process.execPath, [bin, 'up', '--dir', dir, '--port', String(port)], {
+    cwd: repo,
+    env: { ...process.env, PARLEY_POSTGRES_BASE_PORT: String(pgPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  supervisors.add(child);
+  if (child.pid) seenPids.add(child.pid);
+  let text = '';
+  child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => text, exited };
+}
+
+async function waitUp(up: Up, dir: string): Promise<StateFile> {
+  let gone = false;
+  void up.exited.then(() => (gone = true));
+  await waitUntil('"Parley is up" is printed', () => {
+    if (gone) throw new Error(`parley up exited before it was up:\n${up.output()}`);
+    return up.output().includes('Parley is up');
+  }, upReadyTimeoutMs);
+  const state = readStateFile(dir);
+  assert.ok(state, 'supervisor.json exists while up runs');
+  return state;
+}
+
+/** Runs `parley ARGS` to completion (bounded) and returns its exit code and output. */
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`parley ${args.join(' ')} took over ${cliTimeoutMs / 1000} s`));
+    }, cliTimeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function healthz(url: string): Promise<number> {
+  try {
+    const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await response.body?.cancel();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+function superuserPassword(dir: string): string {
+  return (JSON.parse(readFileSync(join(dir, 'secrets.json'), 'utf8')) as { superuserPassword: string }).superuserPassword;
+}
+
+async function withParleyDatabase<T>(dir: string, port: number, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({
+    host: '127.0.0.1',
+    port,
+    user: 'postgres',
+    password: superuserPassword(dir),
+    database: 'parley',
+    connectionTimeoutMillis: 5000,
+    statement_timeout: 5000,
+  });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+after(async () => {
+  // Polite first (the supervisor stops its children in order), then by force, by pid.
+  for (const child of supervisors) if (child.pid && alive(child.pid)) child.kill('SIGTERM');
+  const deadline = Date.now() + 30_000;
+  while ([...supervisors].some((child) => alive(child.pid)) && Date.now() < deadline) await sleep(100);
+  for (const pid of seenPids) {
+    if (alive(pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('parley up, one state directory through its life', () => {
+  let dir = '';
+  let port = 0;
+  let pgPort = 0;
+  let up: Up | undefined;
+  let first: StateFile | undefined;
+
+  before(async () => {
+    dir = join(makeDir(), 'state');
+    port = await freePort();
+    pgPort = await freePort();
+  });
+
+  it('starts, answers /healthz and reports status --json in the documented shape', async () => {
+    // Proves `up` brings PostgreSQL and an app server up as separate processes and `status --json` describes them.
+    up = startUp(dir, port, pgPort);
+    first = await waitUp(up, dir);
+    const output = up.output();
+    assert.match(output, /node1: PostgreSQL \d+ primary ready on 127\.0\.0\.1:\d+/);
+    assert.match(output, new RegExp(`app server 1: ready at http://127\\.0\\.0\\.1:${port}`));
+    assert.equal(first.state, 'up');
+    assert.equal(first.pid, up.child.pid);
+    assert.equal(first.nodes.length, 1);
+    assert.equal(first.appServers.length, 1);
+    assert.ok(alive(first.nodes[0]!.pid) && alive(first.appServers[0]!.pid));
+    assert.equal(await healthz(`http://127.0.0.1:${port}`), 200);
+
+    const status = await cli(['status', '--dir', dir, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const doc = JSON.parse(status.stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(doc).sort(), ['alerts', 'appServers', 'maintenance', 'nodes', 'primary', 'supervisor']);
+    assert.equal(doc.primary, 'node1');
+    assert.equal(doc.maintenance, null);
+    assert.deepEqual(doc.alerts, []);
+    const [node] = doc.nodes as Record<string, unknown>[];
+    assert.deepEqual(Object.keys(node!), ['name', 'role', 'state', 'port', 'pid', 'agentPid', 'lsn', 'lagBytes', 'lagSeconds', 'sync']);
+    assert.equal(node!.role, 'primary');
+    assert.equal(node!.state, 'running');
+    assert.equal(node!.port, pgPort);
+    assert.equal(node!.pid, first.nodes[0]!.pid);
+    assert.match(String(node!.lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.deepEqual(doc.appServers, [{ url: `http://127.0.0.1:${port}`, pid: first.appServers[0]!.pid, state: 'ok' }]);
+
+    const human = await cli(['status', '--dir', dir]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /node1\s+primary\s+running/);
+  });
+
+  it('refuses a second up on the same DIR with one line', async () => {
+    // Proves two supervisors never share a state directory.
+    assert.ok(first, 'needs the running up of the first test');
+    const second = await cli(['up', '--dir', dir, '--port', String(await freePort())], { PARLEY_POSTGRES_BASE_PORT: String(await freePort()) });
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /^parley: Parley is already running in .* \(supervisor pid \d+\)/);
+    assert.equal(second.stderr.trim().split('\n').length, 1);
+    assert.ok(alive(first.pid), 'the first supervisor still runs');
+  });
+
+  it('restarts an app server killed with -9', async () => {
+    // Proves a crashed child is restarted: a new pid appears in supervisor.json and /healthz answers again.
+    assert.ok(first, 'needs the running up of the first test');
+    const oldPid = first.appServers[0]!.pid!;
+    process.kill(oldPid, 'SIGKILL');
+    let newPid = 0;
+    await waitUntil('a new app server pid is recorded', () => {
+      const pid = readStateFile(dir)?.appServers[0]?.pid;
+      if (pid && pid !== oldPid && alive(pid)) newPid = pid;
+      return newPid !== 0;
+    });
+    await waitUntil('/healthz answers again', async () => (await healthz(`http://127.0.0.1:${port}`)) === 200);
+    assert.ok(!alive(oldPid));
+    assert.match(up!.output(), /app server 1: exited \(signal SIGKILL\); restarting/);
+  });
+
+  it('restarts PostgreSQL killed with -9', async () => {
+    // Proves the supervisor restarts its database too: a new postmaster pid is recorded and answers as primary.
+    const oldPid = readStateFile(dir)!.nodes[0]!.pid!;
+    process.kill(oldPid, 'SIGKILL');
+    await waitUntil('a new PostgreSQL pid is recorded', () => {
+      const pid = readStateFile(dir)?.nodes[0]?.pid;
+      return Boolean(pid && pid !== oldPid && alive(pid));
+    });
+    await waitUntil('status shows node1 running as primary again', async () => {
+      const status = await cli(['status', '--dir', dir, '--json']);
+      const doc = JSON.parse(status.stdout || '{}') as { primary?: string; nodes?: { state: string }[] };
+      return doc.primary === 'node1' && doc.nodes?.[0]?.state === 'running';
+    });
+    assert.match(up!.output(), /node1: PostgreSQL exited \(signal SIGKILL\); restarting/);
+  });
+
+  it('operator add marks an existing account and refuses an unknown one in one line', async () => {
+    // Proves `parley operator add` sets accounts.is_operator through the superuser, and names a missing account.
+    await withParleyDatabase(dir, pgPort, (client) =>
+      client.query("INSERT INTO parley.accounts (username, display_name, password_hash) VALUES ('olga', 'Olga', 'not-a-real-hash')"),
+    );
+    const added = await cli(['operator', 'add', 'olga', '--dir', dir]);
+    assert.equal(added.code, 0, added.stderr);
+    const flag = await withParleyDatabase(dir, pgPort, (client) => client.query<{ is_operator: boolean }>("SELECT is_operator FROM parley.accounts WHERE username = 'olga'"));
+    assert.equal(flag.rows[0]?.is_operator, true);
+    const unknown = await cli(['operator', 'add', 'nobody', '--dir', dir]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /^parley: no account named "nobody"/);
+    assert.equal(unknown.stderr.trim().split('\n').length, 1);
+  });
+
+  it('down stops the supervisor, PostgreSQL and the app server', async () => {
+    // Proves `parley down` leaves no process behind and removes supervisor.json.
+    const state = readStateFile(dir);
+    assert.ok(state && up);
+    const down = await cli(['down', '--dir', dir]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(await up.exited, 0);
+    for (const pid of [state.pid, ...state.nodes.map((n) => n.pid), ...state.appServers.map((a) => a.pid)]) {
+      assert.ok(!alive(pid), `pid ${pid} is gone`);
+    }
+    assert.equal(existsSync(join(dir, 'supervisor.json')), false);
+    const again = await cli(['down', '--dir', dir]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /^parley: Parley is not running in /);
+  });
+
+  it('after kill -9 of the supervisor the app server exits by itself, and the next up cleans up and keeps the data', async () => {
+    // Proves no orphan outlives a killed supervisor for long, a stray PostgreSQL is stopped by the next up, and data survives.
+    const killed = startUp(dir, port, pgPort);
+    const state = await waitUp(killed, dir);
+    const appPid = state.appServers[0]!.pid!;
+    const strayPid = state.nodes[0]!.pid!;
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    await waitUntil('the orphaned app server exits', () => !alive(appPid));
+    assert.ok(alive(strayPid), 'PostgreSQL outlives a kill -9 of its supervisor (the next up must stop it)');
+
+    up = startUp(dir, port, pgPort);
+    const next = await waitUp(up, dir);
+    assert.match(up.output(), new RegExp(`node1: stopping a stray PostgreSQL \\(pid ${strayPid}\\)`));
+    assert.ok(!alive(strayPid));
+    assert.notEqual(next.nodes[0]!.pid, strayPid);
+    const kept = await withParleyDatabase(dir, pgPort, (client) => client.query<{ is_operator: boolean }>("SELECT is_operator FROM parley.accounts WHERE username = 'olga'"));
+    assert.equal(kept.rows[0]?.is_operator, true, 'the account written before down and kill -9 is still there');
+
+    const down = await cli(['down', '--dir', dir]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(await up.exited, 0);
+    for (const pid of [next.pid, next.nodes[0]!.pid, next.appServers[0]!.pid]) assert.ok(!alive(pid), `pid ${pid} is gone`);
+  });
+});
+
+test('up refuses a busy port with one line naming it, and starts nothing', async () => {
+  // Proves a port conflict is a clear one-line error rather than a half-started system.
+  const dir = join(makeDir(), 'state');
+  const blocker = createServer();
+  const port = await new Promise<number>((resolve) =>
+    blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)),
+  );
+  try {
+    const result = await cli(['up', '--dir', dir, '--port', String(port)], { PARLEY_POSTGRES_BASE_PORT: String(await freePort()) });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^parley: port ${port} on 127\\.0\\.0\\.1 is already in use, needed for app server 1`));
+    assert.equal(result.stderr.trim().split('\n').length, 1);
+    assert.equal(existsSync(join(dir, 'supervisor.json')), false);
+  } finally {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+  }
+});
+
+test('config check accepts a good file and names every bad key, one line each', async () => {
+  // Proves `parley config check` prints "ok: FILE" or one line per problem naming the key, exiting 1.
+  const dir = makeDir();
+  const good = join(dir, 'good.yaml');
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(good, 'cluster:\n  nodes: 3\nhttp:\n  port: 8080\n');
+  writeFileSync(bad, 'cluster:\n  nodes: 0\n  leaseTtlMs: "soon"\nhttp:\n  colour: blue\n');
+  // A PARLEY_* variable in the test's own environment must not change what the files say.
+  const clean = Object.fromEntries(Object.keys(process.env).filter((key) => key.startsWith('PARLEY_')).map((key) => [key, '']));
+
+  const ok = await cli(['config', 'check', good], clean);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), `ok: ${good}`);
+
+  const broken = await cli(['config', 'check', bad], clean);
+  assert.equal(broken.code, 1);
+  const lines = broken.stderr.trim().split('\n');
+  assert.ok(lines.every((line) => line.startsWith('parley: ')), broken.stderr);
+  for (const key of ['cluster.nodes', 'cluster.leaseTtlMs', 'http.colour']) {
+    assert.equal(lines.filter((line) => line.includes(key)).length, 1, `one line names ${key}:\n${broken.stderr}`);
+  }
+
+  const missing = await cli(['config', 'check', join(dir, 'absent.yaml')], clean);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^parley: .*absent\.yaml: cannot read/);
+});
