@@ -72,6 +72,7 @@ export async function authenticate(db: Database, token: string): Promise<Caller>
        FROM sessions s JOIN accounts a ON a.id = s.account_id
       WHERE s.token_hash = $1 AND s.expires_at > now()`,
     [tokenHash(token)],
+    'parley_authenticate',
   );
   const row = result.rows[0];
   if (!row) throw new ParleyError('unauthorized', 'The token is not valid or has expired; sign in again');

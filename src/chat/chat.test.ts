@@ -98,3 +98,26 @@ test('sync delivers every conversation in seq order while senders race in severa
   }
   for (const id of conversations) assert.deepEqual(seen.get(id), Array.from({ length: 30 }, (_, i) => i + 1), `conversation ${id}`);
 });
+
+test('the same clientMessageId sent concurrently into two conversations: one message, one 409, no seq consumed', async () => {
+  const a = await account('a');
+  const b = await account('b');
+  const one = (await chat.createConversation(a, { kind: 'group', members: [b.username], title: 'one' })).conversation.id;
+  const two = (await chat.createConversation(a, { kind: 'group', members: [b.username], title: 'two' })).conversation.id;
+  for (let round = 0; round < 20; round++) {
+    const clientMessageId = randomUUID();
+    const outcomes = await Promise.allSettled([
+      chat.send(a, { conversationId: one, clientMessageId, body: 'which?' }),
+      chat.send(a, { conversationId: two, clientMessageId, body: 'which?' }),
+    ]);
+    const stored = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o) => o.status === 'rejected');
+    assert.equal(stored.length, 1, `round ${round}: ${JSON.stringify(outcomes)}`);
+    assert.equal((refused[0] as PromiseRejectedResult).reason.code, 'conflict');
+  }
+  const seqs = async (id: string) => (await chat.history(a, { conversationId: id, afterSeq: 0, limit: 200 })).messages.map((m) => m.seq);
+  const [s1, s2] = [await seqs(one), await seqs(two)];
+  assert.equal(s1.length + s2.length, 20);
+  assert.deepEqual(s1, s1.map((_, i) => i + 1));
+  assert.deepEqual(s2, s2.map((_, i) => i + 1));
+});

@@ -28,68 +28,28 @@ export async function sendMessage(
   input: { conversationId: string; clientMessageId: string; body: string },
 ): Promise<{ message: MessageView; created: boolean; readMoved: boolean }> {
   const clientMessageId = input.clientMessageId.toLowerCase();
-  const existing = await findByClientId(db, caller.id, clientMessageId);
-  if (existing) return { message: sameConversation(existing, input.conversationId), created: false, readMoved: false };
-  await checkAccess(db, input.conversationId, caller.id);
-
+  let row: (MessageRow & { outcome: 'existing' | 'created' | 'not_found' | 'forbidden'; read_moved: boolean }) | undefined;
   try {
-    const stored = await db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [input.conversationId]);
-      const again = await tx.query<MessageRow>(
-        `SELECT ${messageColumns('m')} FROM messages m WHERE m.sender_id = $1 AND m.client_message_id = $2`,
-        [caller.id, clientMessageId],
-      );
-      if (again.rows[0]) return { row: again.rows[0], created: false, readMoved: false };
-      const counter = await tx.query<{ last_seq: string }>(
-        'UPDATE conversations SET last_seq = last_seq + 1, last_message_at = now() WHERE id = $1 RETURNING last_seq',
-        [input.conversationId],
-      );
-      const seq = counter.rows[0]!.last_seq;
-      const inserted = await tx.query<MessageRow>(
-        `INSERT INTO messages AS m (conversation_id, seq, sender_id, client_message_id, body)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (sender_id, client_message_id) DO NOTHING
-         RETURNING ${messageColumns('m')}`,
-        [input.conversationId, seq, caller.id, clientMessageId, input.body],
-      );
-      const row = inserted.rows[0];
-      // A concurrent send of the same id into another conversation won the unique key: ours
-      // must not consume a seq, so roll back and answer with the stored one.
-      if (!row) throw new DuplicateSend();
-      await tx.query('INSERT INTO events (conversation_id, kind, message_id) VALUES ($1, $2, $3)', [
-        input.conversationId,
-        eventKind.message,
-        row.id,
-      ]);
-      // Sending implies having read the conversation up to one's own message. When that passes
-      // other people's messages, they get a read receipt like any other ("seen").
-      const read = await tx.query<{ before: string }>(
-        `WITH old AS (SELECT last_read_seq FROM members WHERE conversation_id = $1 AND account_id = $2 FOR UPDATE)
-         UPDATE members m SET last_read_seq = GREATEST(m.last_read_seq, $3) FROM old
-          WHERE m.conversation_id = $1 AND m.account_id = $2 RETURNING old.last_read_seq AS before`,
-        [input.conversationId, caller.id, seq],
-      );
-      const readMoved = Number(read.rows[0]?.before ?? seq) < Number(seq) - 1;
-      if (readMoved) {
-        await tx.query('INSERT INTO events (conversation_id, kind, account_id, seq) VALUES ($1, $2, $3, $4)', [
-          input.conversationId,
-          eventKind.read,
-          caller.id,
-          seq,
-        ]);
-      }
-      return { row, created: true, readMoved };
-    });
-    return { message: sameConversation(toMessage(stored.row), input.conversationId), created: stored.created, readMoved: stored.readMoved };
+    // One round trip: parley.send_message (migration 2) does the whole send in one transaction.
+    const result = await db.query<MessageRow & { outcome: 'existing' | 'created' | 'not_found' | 'forbidden'; read_moved: boolean }>(
+      'SELECT * FROM send_message($1, $2, $3, $4)',
+      [input.conversationId, caller.id, clientMessageId, input.body],
+      'parley_send_message',
+    );
+    row = result.rows[0];
   } catch (error) {
-    if (!(error instanceof DuplicateSend)) throw error;
+    if ((error as { code?: string }).code !== 'PY001') throw error;
+    // A concurrent send of the same id into another conversation won the unique key; ours was
+    // rolled back whole (no seq consumed) and the answer is the stored one, as a 409.
     const winner = await findByClientId(db, caller.id, clientMessageId);
     if (!winner) throw new ParleyError('conflict', 'A send with this clientMessageId is in progress; retry', { cause: error });
     return { message: sameConversation(winner, input.conversationId), created: false, readMoved: false };
   }
+  if (!row) throw new Error('send_message returned no row');
+  if (row.outcome === 'not_found') throw new ParleyError('not_found', `No conversation ${input.conversationId}`);
+  if (row.outcome === 'forbidden') throw new ParleyError('forbidden', `You are not a member of conversation ${input.conversationId}`);
+  return { message: sameConversation(toMessage(row), input.conversationId), created: row.outcome === 'created', readMoved: row.read_moved };
 }
-
-class DuplicateSend extends Error {}
 
 async function findByClientId(db: Database, senderId: string, clientMessageId: string): Promise<MessageView | undefined> {
   const result = await db.query<MessageRow>(

@@ -16,7 +16,8 @@ export interface DatabaseOptions {
 
 /** Anything that runs a parameterised query: the pool or a client inside a transaction. */
 export interface Queryable {
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** `name` makes it a prepared statement on each connection: parsed and planned once (hot paths). */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], name?: string): Promise<pg.QueryResult<R>>;
 }
 
 /** The app's handle on the database. */
@@ -75,10 +76,10 @@ export function createDatabase(options: DatabaseOptions): Database {
   }
 
   return {
-    async query<R extends pg.QueryResultRow>(text: string, values?: unknown[]) {
+    async query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
       admit();
       try {
-        return await pool.query<R>(text, values);
+        return name ? await pool.query<R>({ name, text, values: values ?? [] }) : await pool.query<R>(text, values);
       } catch (error) {
         throw classifyDatabaseError(error);
       }
@@ -94,7 +95,7 @@ export function createDatabase(options: DatabaseOptions): Database {
       let broken = false;
       try {
         await client.query('BEGIN');
-        const tx: Queryable = { query: (text, values) => client.query(text, values) };
+        const tx: Queryable = { query: (text, values, name) => (name ? client.query({ name, text, values: values ?? [] }) : client.query(text, values)) };
         const result = await fn(tx);
         await client.query('COMMIT');
         return result;

@@ -82,4 +82,69 @@ CREATE TABLE events (
 CREATE INDEX events_conversation ON events (conversation_id, xid, id);
 `,
   },
+  {
+    version: 2,
+    name: 'send in one round trip',
+    sql: `
+-- One call per send instead of eight statements: the access check, the retry lookup, the
+-- conversation lock, the seq counter, the insert, the sync event and the sender's read position.
+-- The rules are those of chat/messages.ts (which calls this): see the comments there.
+CREATE FUNCTION send_message(p_conversation bigint, p_sender bigint, p_client uuid, p_body text)
+RETURNS TABLE (outcome text, id bigint, conversation_id bigint, seq bigint, sender_id bigint,
+               client_message_id uuid, body text, sent_at timestamptz, read_moved boolean)
+LANGUAGE plpgsql SET search_path = parley AS $fn$
+DECLARE
+  v_msg messages%ROWTYPE;
+  v_before bigint;
+  v_seq bigint;
+BEGIN
+  SELECT * INTO v_msg FROM messages m WHERE m.sender_id = p_sender AND m.client_message_id = p_client;
+  IF FOUND THEN
+    RETURN QUERY SELECT 'existing', v_msg.id, v_msg.conversation_id, v_msg.seq, v_msg.sender_id,
+                        v_msg.client_message_id, v_msg.body, v_msg.sent_at, false;
+    RETURN;
+  END IF;
+  PERFORM 1 FROM conversations c WHERE c.id = p_conversation;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'not_found', NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::uuid, NULL::text, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+  PERFORM 1 FROM members mb WHERE mb.conversation_id = p_conversation AND mb.account_id = p_sender;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT 'forbidden', NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::uuid, NULL::text, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+  -- Taken before this transaction has an xid, so per conversation xid order is seq order.
+  PERFORM pg_advisory_xact_lock(p_conversation);
+  SELECT * INTO v_msg FROM messages m WHERE m.sender_id = p_sender AND m.client_message_id = p_client;
+  IF FOUND THEN
+    RETURN QUERY SELECT 'existing', v_msg.id, v_msg.conversation_id, v_msg.seq, v_msg.sender_id,
+                        v_msg.client_message_id, v_msg.body, v_msg.sent_at, false;
+    RETURN;
+  END IF;
+  UPDATE conversations c SET last_seq = c.last_seq + 1, last_message_at = now()
+   WHERE c.id = p_conversation RETURNING c.last_seq INTO v_seq;
+  INSERT INTO messages AS m (conversation_id, seq, sender_id, client_message_id, body)
+  VALUES (p_conversation, v_seq, p_sender, p_client, p_body)
+  ON CONFLICT ON CONSTRAINT messages_sender_id_client_message_id_key DO NOTHING
+  RETURNING * INTO v_msg;
+  IF NOT FOUND THEN
+    -- The same id won in another conversation meanwhile: undo the seq, the caller answers 409.
+    RAISE EXCEPTION 'duplicate send' USING ERRCODE = 'PY001';
+  END IF;
+  INSERT INTO events (conversation_id, kind, message_id) VALUES (p_conversation, 1, v_msg.id);
+  SELECT mb.last_read_seq INTO v_before FROM members mb
+   WHERE mb.conversation_id = p_conversation AND mb.account_id = p_sender FOR UPDATE;
+  IF v_before < v_seq THEN
+    UPDATE members mb SET last_read_seq = v_seq WHERE mb.conversation_id = p_conversation AND mb.account_id = p_sender;
+  END IF;
+  IF v_before < v_seq - 1 THEN
+    INSERT INTO events (conversation_id, kind, account_id, seq) VALUES (p_conversation, 2, p_sender, v_seq);
+  END IF;
+  RETURN QUERY SELECT 'created', v_msg.id, v_msg.conversation_id, v_msg.seq, v_msg.sender_id,
+                      v_msg.client_message_id, v_msg.body, v_msg.sent_at, (v_before < v_seq - 1);
+END
+$fn$;
+`,
+  },
 ];
