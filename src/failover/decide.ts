@@ -1,0 +1,439 @@
+// The failover decision core: what one agent does on one loop tick, given what it observed.
+// Pure: no I/O, no clock, no randomness, so the simulator can run it for millions of ticks and a
+// journal can replay it. The rules are in docs/failover-core.md; the one-line reasons follow
+// Patroni's ("no action: I am node2, following node1").
+import type {
+  Action,
+  DecideConfig,
+  Decision,
+  FailoverAlertCode,
+  LeaseRecord,
+  MaintenanceRecord,
+  MemberState,
+  NodeObservation,
+  SynchronousConfig,
+  View,
+  Wal,
+} from './types.ts';
+import { canStreamFrom, containsWal, formatBytes, formatLsn } from './wal.ts';
+
+/**
+ * How long before its lease ends a primary that cannot renew stops taking writes: the next tick can
+ * come one loop interval later, and the demotion itself is given one more.
+ */
+export function safetyMarginMs(config: DecideConfig): number {
+  return 2 * config.loopIntervalMs;
+}
+
+/** How recently a member must have published to be counted as a live candidate. */
+export function candidateFreshnessMs(config: DecideConfig): number {
+  return 2 * config.loopIntervalMs;
+}
+
+/** How long a candidate whose promotion was rolled back stands aside so that another can try. */
+export function rollbackCooldownMs(config: DecideConfig): number {
+  return config.leaseTtlMs;
+}
+
+/** The synchronous setting a primary named `name` should run with: ANY k of every other member. */
+export function desiredSynchronous(config: DecideConfig, name: string): SynchronousConfig | null {
+  const standbys = config.members.filter((member) => member !== name);
+  if (standbys.length === 0 || config.synchronousQuorum === 0) return null;
+  return { quorum: Math.min(config.synchronousQuorum, standbys.length), standbys };
+}
+
+/** Whether a lease term is still running at `now` (not released, not expired). */
+export function termActive(record: LeaseRecord, now: number): boolean {
+  return !record.released && record.expiresAtMs > now;
+}
+
+/** Whether maintenance is on at `now`. */
+export function maintenanceActive(record: MaintenanceRecord | null, now: number): boolean {
+  return record !== null && record.active && record.expiresAtMs > now;
+}
+
+/** The state an agent publishes after acting: its fresh observation, stamped, with whom it follows. */
+export function memberStateOf(node: NodeObservation, primarySeen: string | null, publishedAtMs: number): MemberState {
+  return {
+    name: node.name,
+    publishedAtMs,
+    running: node.running,
+    role: node.role,
+    timeline: node.timeline,
+    history: node.history,
+    flushedLsn: node.flushedLsn,
+    upstream: node.upstream,
+    streaming: node.streaming,
+    synchronous: node.synchronous,
+    primarySeen,
+  };
+}
+
+/**
+ * A standby's answer when `asker` asks "am I still your primary?" while it cannot reach the lease
+ * store (Patroni's failsafe). Yes only if this node streams from `asker` and will not help replace
+ * it: it cannot read the lease either, or the lease is still `asker`'s, or maintenance holds every
+ * failover. A standby that sees `asker`'s term ended says no, and detaches on its own next tick.
+ */
+export function confirmsPrimary(view: View, now: number, asker: string): boolean {
+  const node = view.node;
+  if (!node.running || node.role !== 'standby' || node.upstream !== asker) return false;
+  if (!view.lease.known) return true;
+  const record = view.lease.record;
+  if (record === null || record.holder !== asker) return false;
+  if (termActive(record, now)) return true;
+  return !record.released && maintenanceActive(view.maintenance, now);
+}
+
+/** Decides what this agent does now. See docs/failover-core.md for the rules. */
+export function decide(view: View, config: DecideConfig, now: number): Decision {
+  checkInputs(view, config, now);
+  const lease = view.lease;
+  if (!lease.known) return decideWithoutStore(view, config, now, lease.lastKnown);
+  const record = lease.record;
+  if (record !== null && termActive(record, now)) {
+    return record.holder === view.node.name ? decideAsHolder(view, config, now, record) : decideUnderHolder(view, now, record);
+  }
+  return decideWithoutHolder(view, config, now, record);
+}
+
+// ---------------------------------------------------------------------------------------------
+// This node holds a running term.
+
+function decideAsHolder(view: View, config: DecideConfig, now: number, record: LeaseRecord): Decision {
+  const node = view.node;
+  const me = node.name;
+  const remaining = `${record.expiresAtMs - now} ms`;
+  if (node.role === 'primary') {
+    const renew: Action = { type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs };
+    if (!node.running) {
+      return decision([renew, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me} and hold the lease`);
+    }
+    const actions: Action[] = [renew];
+    const desired = desiredSynchronous(config, me);
+    if (!sameSynchronous(node.synchronous, desired)) actions.push({ type: 'setSynchronousStandbyNames', config: desired });
+    const rivals = view.members.filter(
+      (m) => m.running && m.role === 'primary' && m.publishedAtMs >= now - candidateFreshnessMs(config),
+    );
+    if (rivals.length > 0) {
+      const names = rivals.map((m) => m.name).join(', ');
+      actions.push(alert('other-primary', 'critical', `${names} published itself as primary while ${me} holds the lease`));
+    }
+    return decision(actions, `no action: I am ${me}, the primary, holding the lease${maintenanceNote(view, now)}`);
+  }
+
+  // A standby holding the lease: a failover (or a demoted primary taking back) is under way.
+  const elapsedMs = now - record.acquiredAtMs;
+  const deadlineAtMs = record.acquiredAtMs + config.failoverDeadlineMs;
+  if (now + safetyMarginMs(config) >= deadlineAtMs) {
+    const message = `${me} could not promote within ${config.failoverDeadlineMs} ms; released the lease so another node can take it`;
+    return decision(
+      [
+        { type: 'demote' },
+        { type: 'releaseLease', revision: record.revision, rollback: true },
+        alert('failover-rolled-back', 'critical', message),
+      ],
+      `rolling back: I took the lease ${elapsedMs} ms ago and am still not primary; the deadline is ${config.failoverDeadlineMs} ms`,
+    );
+  }
+  // Renewing never carries the term past the deadline, so a candidate that freezes still lets go in time.
+  const renew: Action = { type: 'renewLease', revision: record.revision, ttlMs: Math.min(config.leaseTtlMs, deadlineAtMs - now) };
+  if (!node.running) {
+    return decision([renew, { type: 'start', role: 'standby' }], `starting PostgreSQL to promote it: I am ${me} and took the lease ${elapsedMs} ms ago`);
+  }
+  return decision(
+    [renew, { type: 'promote' }],
+    `promoting: I am ${me} and took the lease ${elapsedMs} ms ago; ${deadlineAtMs - now} ms left before rollback (lease ends in ${remaining})`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Another node holds a running term.
+
+function decideUnderHolder(view: View, now: number, record: LeaseRecord): Decision {
+  const node = view.node;
+  const me = node.name;
+  const holder = record.holder;
+  if (node.role === 'primary' && node.running) {
+    return decision(
+      [{ type: 'demote' }, alert('foreign-lease', 'critical', `${me} was taking writes while ${holder} holds the lease; demoted`)],
+      `demoting: ${holder} holds the lease (${record.expiresAtMs - now} ms left); I am ${me} and must not take writes`,
+    );
+  }
+  if (!node.running) {
+    return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: ${holder} holds the lease`);
+  }
+  const holderState = findMember(view, holder);
+  if (holderState === undefined || !holderState.running || holderState.role !== 'primary') {
+    if (node.upstream !== null && node.upstream !== holder) {
+      return decision(
+        [{ type: 'detach', from: node.upstream }],
+        `detaching from ${node.upstream}: ${holder} holds the lease and is promoting`,
+      );
+    }
+    return decision([], `no action: I am ${me}; ${holder} holds the lease and is not primary yet${maintenanceNote(view, now)}`);
+  }
+  const compatible = canStreamFrom(node, holderState);
+  if (!compatible) {
+    return decision(
+      [{ type: 'rewind', node: holder }],
+      `rewinding from ${holder}: my WAL (timeline ${node.timeline}, ${formatLsn(node.flushedLsn)}) is not on its timeline ${holderState.timeline}`,
+    );
+  }
+  if (node.upstream !== holder) {
+    return decision([{ type: 'follow', node: holder }], `following ${holder}: it holds the lease${node.upstream === null ? '' : ` (was following ${node.upstream})`}`);
+  }
+  if (!node.streaming) return decision([], `no action: I am ${me}, connecting to ${holder}${maintenanceNote(view, now)}`);
+  return decision([], `no action: I am ${me}, following ${holder}${maintenanceNote(view, now)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nobody holds a running term: it expired, was released, or there never was one.
+
+function decideWithoutHolder(view: View, config: DecideConfig, now: number, record: LeaseRecord | null): Decision {
+  const node = view.node;
+  const me = node.name;
+  const last = record?.holder ?? null;
+  const acquire: Action = {
+    type: 'acquireLease',
+    revision: record?.revision ?? null,
+    maintenanceRevision: view.maintenance?.revision ?? null,
+    ttlMs: config.leaseTtlMs,
+  };
+  // The last holder that did not give the lease up has every write of its term: nobody took the
+  // lease since, so nobody else can have written.
+  const myTermUnbroken = record === null || (last === me && !record.released);
+
+  if (node.role === 'primary' && node.running) {
+    if (record === null) return decision([acquire], `acquiring the lease: there is none and I am ${me}, the primary`);
+    if (myTermUnbroken) {
+      return decision([acquire], `acquiring the lease again: my term ended ${now - record.expiresAtMs} ms ago and nobody took it; I am ${me}, still the primary`);
+    }
+    return decision(
+      [{ type: 'demote' }, alert('lease-lost', 'critical', `${me} was a primary without the lease (last held by ${last}); demoted`)],
+      `demoting: the lease was last held by ${last}; I am ${me} and must not take writes without it`,
+    );
+  }
+  if (!node.running) {
+    if (node.role === 'primary' && myTermUnbroken) {
+      return decision([acquire, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me}, the last holder, and nobody took the lease since`);
+    }
+    return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: nobody holds the lease`);
+  }
+
+  // A running standby.
+  if (maintenanceActive(view.maintenance, now)) {
+    const m = view.maintenance!;
+    const following = node.upstream === null ? 'following nobody' : `following ${node.upstream}`;
+    const actions: Action[] = [];
+    if (last !== null) {
+      actions.push(alert('maintenance-holds-failover', 'warning', `the lease of ${last} ended during maintenance (${m.reason}, by ${m.owner}); no automatic failover`));
+    }
+    return decision(actions, `no action: maintenance is on (${m.reason}, by ${m.owner}); I am ${me}, ${following}; no failover starts`);
+  }
+  if (record === null) {
+    return decision(
+      [alert('no-lease', 'critical', 'no lease and no primary: nothing proves which node has every acknowledged write')],
+      `no action: there is no lease and no primary; I am ${me}, a standby, and cannot prove I have every acknowledged write`,
+    );
+  }
+  if (node.upstream !== null) {
+    return decision(
+      [{ type: 'detach', from: node.upstream }],
+      `detaching from ${node.upstream}: the term of ${last} ${record.released ? 'was released' : 'expired'} ${now - record.expiresAtMs} ms ago; my position must be final before a candidate is chosen`,
+    );
+  }
+  const cooldownEndsMs = record.rolledBack ? record.expiresAtMs + rollbackCooldownMs(config) : -Infinity;
+  if (last === me) {
+    if (now < cooldownEndsMs) {
+      return decision([], `no action: my promotion was rolled back; I am ${me} and stand aside for ${cooldownEndsMs - now} ms so another node can try`);
+    }
+    // A rolled-back candidate was proven when it took the lease and has not moved since.
+    return decision([acquire, { type: 'promote' }], `promoting: I am ${me}, the last holder of the lease, and nobody took it since`);
+  }
+  return decideCandidacy(view, config, now, record, acquire, cooldownEndsMs);
+}
+
+/**
+ * Whether this detached standby may take the ended term of `record.holder` over. Under ANY k of N
+ * synchronous standbys, every acknowledged write is on k of them; once N−k+1 of them are known to
+ * stream from nobody (or be stopped) since the term ended, their positions are final and at least one
+ * of them has each acknowledged write. A candidate whose WAL contains all of them has every
+ * acknowledged write; among those, the most advanced (then the first by name) goes.
+ */
+function decideCandidacy(
+  view: View,
+  config: DecideConfig,
+  now: number,
+  record: LeaseRecord,
+  acquire: Action,
+  cooldownEndsMs: number,
+): Decision {
+  const node = view.node;
+  const me = node.name;
+  const last = record.holder;
+  const lastState = findMember(view, last);
+  const sync = lastState?.synchronous ?? null;
+  if (sync === null || sync.quorum < 1) {
+    const why = lastState === undefined ? `${last} never published its state` : `${last} ran without synchronous replication`;
+    return noSafeCandidate(`cannot prove a candidate after ${last}'s term: ${why}`, me);
+  }
+  const termEndMs = record.expiresAtMs;
+  const isFinal = (state: MemberState): boolean =>
+    state.publishedAtMs >= termEndMs && (!state.running || (state.role === 'standby' && state.upstream === null));
+  const finals: { readonly name: string; readonly wal: Wal }[] = [];
+  const unknown: string[] = [];
+  for (const name of sync.standbys) {
+    if (name === me) {
+      finals.push({ name, wal: node });
+      continue;
+    }
+    const state = findMember(view, name);
+    if (state !== undefined && isFinal(state)) finals.push({ name, wal: state });
+    else unknown.push(name);
+  }
+  const needed = sync.standbys.length - sync.quorum + 1;
+  if (finals.length < needed) {
+    return noSafeCandidate(
+      `cannot prove a candidate after ${last}'s term: ${finals.length} of ${sync.standbys.length} synchronous standbys have a final position (need ${needed}); not yet: ${unknown.join(', ')}`,
+      me,
+    );
+  }
+
+  const lastPrimaryLsn = lastState?.flushedLsn ?? 0;
+  const lagOf = (wal: Wal): number => Math.max(0, lastPrimaryLsn - wal.flushedLsn);
+  // The first final standby whose WAL `wal` lacks, or null when it contains them all.
+  const shortfallOf = (wal: Wal): string | null => {
+    for (const final of finals) if (!containsWal(wal, final.wal)) return final.name;
+    return null;
+  };
+  const lag = lagOf(node);
+  if (lag > config.maximumLagOnFailoverBytes) {
+    return noSafeCandidate(
+      `cannot promote ${me}: it is ${formatBytes(lag)} behind ${last}'s last known position ${formatLsn(lastPrimaryLsn)} (maximum ${formatBytes(config.maximumLagOnFailoverBytes)})`,
+      me,
+    );
+  }
+  const missing = shortfallOf(node);
+  if (missing !== null) {
+    const better = findMember(view, missing);
+    const message = `I am ${me} and lack WAL that ${missing} has (mine ends at ${formatLsn(node.flushedLsn)} on timeline ${node.timeline})`;
+    if (better !== undefined && better.running) return decision([], `no action: ${message}; it is the better candidate`);
+    return noSafeCandidate(`${message}, and ${missing} is not running`, me);
+  }
+
+  // Another live, final, eligible standby that is further ahead (or equal and first by name) goes first.
+  const freshSinceMs = now - candidateFreshnessMs(config);
+  for (const other of view.members) {
+    if (other.name === record.holder && now < cooldownEndsMs) continue;
+    const live = other.publishedAtMs >= freshSinceMs && other.publishedAtMs >= termEndMs;
+    if (!live || !other.running || other.role !== 'standby' || other.upstream !== null) continue;
+    if (lagOf(other) > config.maximumLagOnFailoverBytes || shortfallOf(other) !== null) continue;
+    const ahead = other.flushedLsn > node.flushedLsn || (other.flushedLsn === node.flushedLsn && other.name < me);
+    if (ahead) {
+      return decision([], `no action: I am ${me}; ${other.name} is the best candidate (${formatLsn(other.flushedLsn)}, mine ${formatLsn(node.flushedLsn)})`);
+    }
+  }
+  return decision(
+    [acquire, { type: 'promote' }],
+    `promoting: the term of ${last} ended; I am ${me}, the most advanced (${formatLsn(node.flushedLsn)}) of ${finals.length} of ${sync.standbys.length} synchronous standbys with final positions (need ${needed}), ${formatBytes(lag)} behind ${last}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lease store cannot be reached.
+
+function decideWithoutStore(view: View, config: DecideConfig, now: number, lastKnown: LeaseRecord | null): Decision {
+  const node = view.node;
+  const me = node.name;
+  if (!node.running) {
+    return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: the lease store is unreachable`);
+  }
+  if (node.role === 'standby') {
+    const following = node.upstream === null ? 'following nobody' : `following ${node.upstream}`;
+    return decision([], `no action: the lease store is unreachable; I am ${me}, ${following}`);
+  }
+  if (lastKnown !== null && lastKnown.holder !== me) {
+    return decision(
+      [{ type: 'demote' }, alert('lease-lost', 'critical', `${me} was a primary while the lease was last known held by ${lastKnown.holder}; demoted`)],
+      `demoting: the lease store is unreachable and the lease was last known held by ${lastKnown.holder}; I am ${me}`,
+    );
+  }
+  const mine = lastKnown !== null && !lastKnown.released;
+  const leftMs = mine ? lastKnown.expiresAtMs - now : 0;
+  if (mine && leftMs > safetyMarginMs(config)) {
+    return decision(
+      [alert('lease-store-unreachable', 'warning', `${me} cannot renew its lease: the lease store is unreachable`)],
+      `no action: I am ${me}, the primary; the lease store is unreachable and my lease is good for ${leftMs} ms more`,
+    );
+  }
+  const others = config.members.filter((name) => name !== me);
+  const confirming = view.failsafe.filter((reply) => reply.confirms).map((reply) => reply.name);
+  const denying = view.failsafe.filter((reply) => !reply.confirms).map((reply) => reply.name);
+  const needed = Math.max(1, Math.min(node.synchronous?.quorum ?? config.synchronousQuorum, others.length));
+  if (others.length === 0 || (denying.length === 0 && confirming.length >= needed)) {
+    const who = others.length === 0 ? 'I have no standbys' : `${confirming.join(', ')} ${confirming.length === 1 ? 'confirms' : 'confirm'} me as their primary`;
+    return decision(
+      [alert('failsafe-active', 'warning', `${me} keeps taking writes without its lease: the lease store is unreachable and ${who}`)],
+      `no action: I am ${me}, the primary in failsafe: the lease store is unreachable and ${who}`,
+    );
+  }
+  const answer =
+    denying.length > 0
+      ? `${denying.join(', ')} no longer ${denying.length === 1 ? 'follows' : 'follow'} me`
+      : `only ${confirming.length} of ${others.length} standbys confirm me (need ${needed})`;
+  return decision(
+    [{ type: 'demote' }, alert('lease-lost', 'critical', `${me} stopped taking writes: it cannot renew its lease and ${answer}`)],
+    `demoting: I am ${me}; the lease store is unreachable, my lease ${lastKnown === null ? 'is unknown' : leftMs > 0 ? `ends in ${leftMs} ms` : 'has ended'} and ${answer}`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function noSafeCandidate(message: string, me: string): Decision {
+  return decision([alert('no-safe-candidate', 'critical', message)], `no action: I am ${me}; ${message}`);
+}
+
+function decision(actions: readonly Action[], reason: string): Decision {
+  return { actions, reason };
+}
+
+function alert(code: FailoverAlertCode, severity: 'warning' | 'critical', message: string): Action {
+  return { type: 'alert', code, severity, message };
+}
+
+function findMember(view: View, name: string): MemberState | undefined {
+  for (const member of view.members) if (member.name === name) return member;
+  return undefined;
+}
+
+function maintenanceNote(view: View, now: number): string {
+  const m = view.maintenance;
+  return maintenanceActive(m, now) ? ` (maintenance: ${m!.reason}, by ${m!.owner})` : '';
+}
+
+function sameSynchronous(a: SynchronousConfig | null, b: SynchronousConfig | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.quorum !== b.quorum || a.standbys.length !== b.standbys.length) return false;
+  return a.standbys.every((name) => b.standbys.includes(name));
+}
+
+/** Assertions on what the shell hands in: a wrong view is a bug in the shell, never a decision. */
+function checkInputs(view: View, config: DecideConfig, now: number): void {
+  // Messages are built only on failure: this runs on every tick of every simulated agent.
+  const margin = safetyMarginMs(config);
+  if (!Number.isFinite(now)) fail(`now must be a finite number of ms, got ${now}`);
+  if (!config.members.includes(view.node.name)) fail(`node "${view.node.name}" is not a member (${config.members.join(', ')})`);
+  if (!(config.loopIntervalMs > 0)) fail(`loopIntervalMs must be positive, got ${config.loopIntervalMs}`);
+  if (!(config.leaseTtlMs > margin)) fail(`leaseTtlMs (${config.leaseTtlMs}) must exceed the safety margin of 2 × loopIntervalMs (${margin})`);
+  if (!(config.failoverDeadlineMs > margin)) fail(`failoverDeadlineMs (${config.failoverDeadlineMs}) must exceed 2 × loopIntervalMs (${margin})`);
+  if (!(config.synchronousQuorum >= 0)) fail(`synchronousQuorum must not be negative, got ${config.synchronousQuorum}`);
+  if (!(config.maximumLagOnFailoverBytes >= 0)) fail(`maximumLagOnFailoverBytes must not be negative, got ${config.maximumLagOnFailoverBytes}`);
+  for (const member of view.members) {
+    if (member.name === view.node.name) fail(`members must not include this node ("${member.name}")`);
+  }
+}
+
+function fail(message: string): never {
+  throw new Error(`decide: ${message}`);
+}
