@@ -3,7 +3,7 @@
 import pino, { type Logger } from 'pino';
 import { createChat } from '../chat/chat.ts';
 import type { Config } from '../config/config.ts';
-import { createDatabase } from '../data/data.ts';
+import { createDatabase, type Database } from '../data/data.ts';
 import { buildApp } from './app.ts';
 
 export { buildApp, type AppOptions } from './app.ts';
@@ -18,20 +18,25 @@ export interface AppServer {
 /** Starts an app server on host:port against the app database URL. */
 export async function startAppServer(options: {
   config: Config;
-  databaseUrl: string;
+  /** One database (tests, benchmarks), or `database`: a routed one that follows the primary. */
+  databaseUrl?: string;
+  database?: Database;
   port: number;
   host?: string;
   logger?: Logger;
 }): Promise<AppServer> {
   const { config } = options;
   const logger = options.logger ?? pino({ level: config.log.level, base: { part: 'app', port: options.port } });
-  const db = createDatabase({
-    url: options.databaseUrl,
-    poolSize: config.data.poolSize,
-    queryTimeoutMs: config.data.queryTimeoutMs,
-    connectTimeoutMs: config.data.connectTimeoutMs,
-    applicationName: `parley-app-${options.port}`,
-  });
+  if (!options.database && !options.databaseUrl) throw new Error('startAppServer needs databaseUrl or database');
+  const db =
+    options.database ??
+    createDatabase({
+      url: options.databaseUrl!,
+      poolSize: config.data.poolSize,
+      queryTimeoutMs: config.data.queryTimeoutMs,
+      connectTimeoutMs: config.data.connectTimeoutMs,
+      applicationName: `parley-app-${options.port}`,
+    });
   const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours });
   const { app } = await buildApp({
     chat,

@@ -3,3 +3,4 @@
 export { classifyDatabaseError, createDatabase, type Database, type DatabaseOptions, type Queryable } from './database.ts';
 export { migrations, type Migration } from './migrations.ts';
 export { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from './provision.ts';
+export { createRoutedDatabase, type NodeUrl, type RoutedDatabase } from './routed.ts';

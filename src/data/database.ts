@@ -51,6 +51,14 @@ export function classifyDatabaseError(error: unknown): unknown {
   return error;
 }
 
+function cancelledSyncWait(): ParleyError {
+  return new ParleyError(
+    'storage_unavailable',
+    'The database could not confirm the write on a standby in time; it is not acknowledged (retry with the same clientMessageId)',
+    { retryAfterSeconds: 2 },
+  );
+}
+
 /** Opens a bounded pool. Nothing connects until the first query. */
 export function createDatabase(options: DatabaseOptions): Database {
   const pool = new pg.Pool({
@@ -78,10 +86,33 @@ export function createDatabase(options: DatabaseOptions): Database {
   return {
     async query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
       admit();
+      let client: pg.PoolClient;
       try {
-        return name ? await pool.query<R>({ name, text, values: values ?? [] }) : await pool.query<R>(text, values);
+        client = await pool.connect();
       } catch (error) {
         throw classifyDatabaseError(error);
+      }
+      // PostgreSQL answers a commit whose wait for the synchronous standby was cancelled (a
+      // timeout) with success and a WARNING: the row is visible on the primary but not durable
+      // on a standby. Such an answer must never acknowledge anything (DESIGN.md, hard cases).
+      let syncCancelled = false;
+      const onNotice = (notice: { message?: string }): void => {
+        if (/synchronous replication/i.test(notice.message ?? '')) syncCancelled = true;
+      };
+      client.on('notice', onNotice);
+      // A connection that failed (not a query that failed) is dropped rather than reused.
+      let drop = false;
+      try {
+        const result = name ? await client.query<R>({ name, text, values: values ?? [] }) : await client.query<R>(text, values);
+        if (syncCancelled) throw cancelledSyncWait();
+        return result;
+      } catch (error) {
+        const classified = classifyDatabaseError(error);
+        drop = isParleyError(classified) && classified.code === 'storage_unavailable';
+        throw classified;
+      } finally {
+        client.off('notice', onNotice);
+        client.release(drop);
       }
     },
     async transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
@@ -93,11 +124,20 @@ export function createDatabase(options: DatabaseOptions): Database {
         throw classifyDatabaseError(error);
       }
       let broken = false;
+      let syncCancelled = false;
+      const onNotice = (notice: { message?: string }): void => {
+        if (/synchronous replication/i.test(notice.message ?? '')) syncCancelled = true;
+      };
+      client.on('notice', onNotice);
       try {
         await client.query('BEGIN');
         const tx: Queryable = { query: (text, values, name) => (name ? client.query({ name, text, values: values ?? [] }) : client.query(text, values)) };
         const result = await fn(tx);
         await client.query('COMMIT');
+        if (syncCancelled) {
+          broken = true;
+          throw cancelledSyncWait();
+        }
         return result;
       } catch (error) {
         try {
@@ -107,6 +147,7 @@ export function createDatabase(options: DatabaseOptions): Database {
         }
         throw classifyDatabaseError(error);
       } finally {
+        client.off('notice', onNotice);
         client.release(broken);
       }
     },

@@ -231,7 +231,7 @@ export interface ReplicationProbe {
   /** Standby: the WAL receiver's state and its source port, when it runs. */
   receiver: { status: string; senderPort: number | null; lastMessageAt: string | null } | null;
   /** Primary: its standbys as pg_stat_replication sees them. */
-  replicas: Array<{ name: string; state: string; sentLsn: string | null; flushLsn: string | null; replayLsn: string | null; syncState: string; lagBytes: number | null }>;
+  replicas: Array<{ name: string; state: string; sentLsn: string | null; flushLsn: string | null; replayLsn: string | null; syncState: string; lagBytes: number | null; lagSeconds: number | null }>;
   synchronousStandbyNames: string;
 }
 
@@ -273,9 +273,11 @@ export async function probeReplication(superuser: Endpoint, timeoutMs = 2000): P
       // On a standby the control file's timeline lags until a restartpoint; the receiver knows better.
       if (r?.received_tli && r.received_tli > probe.timeline) probe.timeline = r.received_tli;
     } else {
-      const replicas = await client.query<{ application_name: string; state: string; sent_lsn: string | null; flush_lsn: string | null; replay_lsn: string | null; sync_state: string; lag: string | null }>(
+      const replicas = await client.query<{ application_name: string; state: string; sent_lsn: string | null; flush_lsn: string | null; replay_lsn: string | null; sync_state: string; lag: string | null; lag_seconds: number | null }>(
         `SELECT application_name, state, sent_lsn::text, flush_lsn::text, replay_lsn::text, sync_state,
-                pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag
+                pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::text AS lag,
+                -- replay_lag is NULL once a standby has caught up on an idle primary: that is 0, not unknown.
+                COALESCE(EXTRACT(epoch FROM replay_lag), 0)::float8 AS lag_seconds
            FROM pg_stat_replication ORDER BY application_name`,
       );
       probe.replicas = replicas.rows.map((x) => ({
@@ -286,6 +288,7 @@ export async function probeReplication(superuser: Endpoint, timeoutMs = 2000): P
         replayLsn: x.replay_lsn,
         syncState: x.sync_state,
         lagBytes: x.lag === null ? null : Number(x.lag),
+        lagSeconds: x.lag_seconds,
       }));
     }
     return probe;

@@ -167,10 +167,17 @@ export function runningPid(dataDir: string): number | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
-    return pid;
   } catch {
     return undefined;
   }
+  // A killed postmaster whose parent died too lingers as a zombie where init does not reap: gone.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).charAt(0) === 'Z') return undefined;
+  } catch {
+    // no /proc: trust kill(0)
+  }
+  return pid;
 }
 
 /** Stops a server left running on `dataDir` by an earlier run that died (fast shutdown, then kill). */
