@@ -17,7 +17,7 @@ const processTimeoutMs = 30_000;
 export interface StateFile {
   pid: number;
   state: string;
-  nodes: { name: string; port: number; pid: number | null; dataDir: string }[];
+  nodes: { name: string; port: number; pid: number | null; agentPid?: number | null; dataDir: string }[];
   appServers: { url: string; port: number; pid: number | null }[];
 }
 
@@ -78,6 +78,7 @@ export function readStateFile(dir: string): StateFile | undefined {
 export function remember(state: StateFile): void {
   seenPids.add(state.pid);
   for (const part of [...state.nodes, ...state.appServers]) if (part.pid) seenPids.add(part.pid);
+  for (const node of state.nodes) if (node.agentPid) seenPids.add(node.agentPid);
 }
 
 /** A running `parley up` child and its output so far. */

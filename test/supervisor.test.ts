@@ -2,7 +2,7 @@
 // PostgreSQL, with processes killed for real. Every wait is bounded; every process any test saw
 // (from supervisor.json) is killed by pid in the `after` hooks, also when a test fails.
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
@@ -10,6 +10,9 @@ import { freePort } from '../src/postgres/postgres.ts';
 import { alive, cleanUp, cli, healthz, makeDir, readStateFile, startUp, waitUntil, waitUp, withParleyDatabase, type StateFile, type Up } from './harness.ts';
 
 after(cleanUp);
+
+// One node keeps these fast; the three-node cluster and its failover are test/failover.test.ts's.
+const oneNode = { PARLEY_CLUSTER_NODES: '1' };
 
 describe('parley up, one state directory through its life', () => {
   let dir = '';
@@ -26,7 +29,7 @@ describe('parley up, one state directory through its life', () => {
 
   it('starts, answers /healthz and reports status --json in the documented shape', async () => {
     // Proves `up` brings PostgreSQL and an app server up as separate processes and `status --json` describes them.
-    up = startUp(dir, port, pgPort);
+    up = startUp(dir, port, pgPort, oneNode);
     first = await waitUp(up, dir);
     const output = up.output();
     assert.match(output, /node1: PostgreSQL \d+ primary ready on 127\.0\.0\.1:\d+/);
@@ -41,7 +44,9 @@ describe('parley up, one state directory through its life', () => {
     const status = await cli(['status', '--dir', dir, '--json']);
     assert.equal(status.code, 0, status.stderr);
     const doc = JSON.parse(status.stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(doc).sort(), ['alerts', 'appServers', 'maintenance', 'nodes', 'primary', 'supervisor']);
+    assert.deepEqual(Object.keys(doc).sort(), ['alerts', 'appServers', 'lease', 'maintenance', 'nodes', 'primary', 'supervisor']);
+    assert.equal((doc.lease as { holder: string; active: boolean }).holder, 'node1');
+    assert.equal((doc.lease as { holder: string; active: boolean }).active, true);
     assert.equal(doc.primary, 'node1');
     assert.equal(doc.maintenance, null);
     assert.deepEqual(doc.alerts, []);
@@ -51,6 +56,7 @@ describe('parley up, one state directory through its life', () => {
     assert.equal(node!.state, 'running');
     assert.equal(node!.port, pgPort);
     assert.equal(node!.pid, first.nodes[0]!.pid);
+    assert.ok(alive(node!.agentPid as number), 'the node has a live agent');
     assert.match(String(node!.lsn), /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.deepEqual(doc.appServers, [{ url: `http://127.0.0.1:${port}`, pid: first.appServers[0]!.pid, state: 'ok' }]);
 
@@ -86,7 +92,7 @@ describe('parley up, one state directory through its life', () => {
   });
 
   it('restarts PostgreSQL killed with -9', async () => {
-    // Proves the supervisor restarts its database too: a new postmaster pid is recorded and answers as primary.
+    // Proves the node's agent restarts its database: a new postmaster pid is recorded and answers as primary.
     const oldPid = readStateFile(dir)!.nodes[0]!.pid!;
     process.kill(oldPid, 'SIGKILL');
     await waitUntil('a new PostgreSQL pid is recorded', () => {
@@ -98,7 +104,7 @@ describe('parley up, one state directory through its life', () => {
       const doc = JSON.parse(status.stdout || '{}') as { primary?: string; nodes?: { state: string }[] };
       return doc.primary === 'node1' && doc.nodes?.[0]?.state === 'running';
     });
-    assert.match(up!.output(), /node1: PostgreSQL exited \(signal SIGKILL\); restarting/);
+    assert.match(readFileSync(join(dir, 'journal.jsonl'), 'utf8'), /"node":"node1".*"action":"start","result":"done"/);
   });
 
   it('operator add marks an existing account and refuses an unknown one in one line', async () => {
@@ -132,21 +138,20 @@ describe('parley up, one state directory through its life', () => {
     assert.match(again.stderr, /^parley: Parley is not running in /);
   });
 
-  it('after kill -9 of the supervisor the app server exits by itself, and the next up cleans up and keeps the data', async () => {
-    // Proves no orphan outlives a killed supervisor for long, a stray PostgreSQL is stopped by the next up, and data survives.
-    const killed = startUp(dir, port, pgPort);
+  it('after kill -9 of the supervisor its children exit by themselves, and the next up starts and keeps the data', async () => {
+    // Proves no orphan outlives a killed supervisor: the app server exits, the agent stops its PostgreSQL and exits; data survives.
+    const killed = startUp(dir, port, pgPort, oneNode);
     const state = await waitUp(killed, dir);
     const appPid = state.appServers[0]!.pid!;
     const strayPid = state.nodes[0]!.pid!;
     killed.child.kill('SIGKILL');
     await killed.exited;
     await waitUntil('the orphaned app server exits', () => !alive(appPid));
-    assert.ok(alive(strayPid), 'PostgreSQL outlives a kill -9 of its supervisor (the next up must stop it)');
+    await waitUntil('the orphaned agent stops its PostgreSQL', () => !alive(strayPid));
+    await waitUntil('the orphaned agent exits', () => !alive(state.nodes[0]!.agentPid));
 
-    up = startUp(dir, port, pgPort);
+    up = startUp(dir, port, pgPort, oneNode);
     const next = await waitUp(up, dir);
-    assert.match(up.output(), new RegExp(`node1: stopping a stray PostgreSQL \\(pid ${strayPid}\\)`));
-    assert.ok(!alive(strayPid));
     assert.notEqual(next.nodes[0]!.pid, strayPid);
     const kept = await withParleyDatabase(dir, pgPort, (client) => client.query<{ is_operator: boolean }>("SELECT is_operator FROM parley.accounts WHERE username = 'olga'"));
     assert.equal(kept.rows[0]?.is_operator, true, 'the account written before down and kill -9 is still there');

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/config.ts';
 import { isParleyError } from '../errors/errors.ts';
-import { addOperator, formatStatus, readStatus, runAppServer, runUp, stopRunning, statePaths } from '../supervisor/supervisor.ts';
+import { addOperator, formatStatus, readStatus, runAgentProcess, runAppServer, runUp, stopRunning, statePaths } from '../supervisor/supervisor.ts';
 
 /** Exit code for a command that failed. */
 export const exitFailure = 1;
@@ -110,12 +110,24 @@ export function buildProgram(): Command {
   // Started by the supervisor, one per app server; not for people, hence hidden from --help.
   program
     .command('app-server', { hidden: true })
-    .description('one app server process (started by parley up; reads PARLEY_DATABASE_URL)')
+    .description('one app server process (started by parley up; follows the primary through the lease store)')
     .requiredOption('--dir <dir>', 'state directory of the supervisor')
     .requiredOption('--port <port>', 'port to listen on', integer('--port'))
     .option('--config <file>', 'configuration file')
     .action(async (options: { dir: string; port: number; config?: string }) => {
       await runAppServer({ dir: options.dir, port: options.port, configFile: options.config });
+    });
+
+  program
+    .command('agent')
+    .description("one node's failover agent (parley up starts one per node; on several machines, one per database host)")
+    .requiredOption('--node <name>', 'the node this agent runs, e.g. node2')
+    .option('--dir <dir>', 'state directory of the supervisor', '.parley')
+    .option('--config <file>', 'configuration file')
+    .action(async (options: { node: string; dir: string; config?: string }) => {
+      await runAgentProcess({ dir: options.dir, node: options.node, configFile: options.config });
+      // The agent has stopped its PostgreSQL; idle keep-alive sockets must not keep it running.
+      process.exit(0);
     });
 
   for (const command of [program, ...program.commands, ...config.commands, ...operator.commands]) {
@@ -152,7 +164,7 @@ function report(error: unknown, argv: readonly string[]): number {
 /** Parses argv (without node and script) and runs the command. */
 export async function main(argv: readonly string[]): Promise<void> {
   const program = buildProgram();
-  const longRunning = argv[0] === 'up' || argv[0] === 'app-server';
+  const longRunning = argv[0] === 'up' || argv[0] === 'app-server' || argv[0] === 'agent';
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {

@@ -3,7 +3,12 @@
 // supervisor killed with -9 leaves no app server behind.
 import { startAppServer, type AppServer } from '../api/api.ts';
 import { loadConfig } from '../config/config.ts';
+import { existsSync } from 'node:fs';
+import type { Config } from '../config/config.ts';
+import { appDatabaseName, appRoleName, createRoutedDatabase, databaseUrl as makeUrl, type RoutedDatabase } from '../data/data.ts';
 import { ParleyError } from '../errors/errors.ts';
+import { createLocalLeaseClient, leaseKeys } from '../failover/failover.ts';
+import { readJson, readSecrets, statePaths, type ClusterFile, type LeaseFile, type StatePaths } from './state.ts';
 
 /** The message an app server sends its supervisor once it listens. */
 export interface ReadyMessage {
@@ -16,13 +21,18 @@ const closeTimeoutMs = 5000;
 
 /** Runs one app server until SIGTERM/SIGINT or until its supervisor's IPC channel closes. */
 export async function runAppServer(options: { dir: string; port: number; configFile?: string }): Promise<void> {
-  const databaseUrl = process.env.PARLEY_DATABASE_URL;
-  if (!databaseUrl) {
-    throw new ParleyError('cli_usage', 'app-server is started by parley up, which sets PARLEY_DATABASE_URL; it is not set');
-  }
   // The supervisor passes its command-line overrides as PARLEY_* variables, so this is the very
   // configuration it validated; --port only says which of its consecutive ports is ours.
   const config = loadConfig({ file: options.configFile, env: process.env });
+  const paths = statePaths(options.dir);
+  const databaseUrl = process.env.PARLEY_DATABASE_URL;
+  let follow: { database: RoutedDatabase; stop(): Promise<void> } | undefined;
+  if (!databaseUrl) {
+    if (!existsSync(paths.clusterFile)) {
+      throw new ParleyError('cli_usage', 'app-server is started by parley up (which writes DIR/cluster.json), or with PARLEY_DATABASE_URL set');
+    }
+    follow = followPrimary(paths, config);
+  }
 
   let server: AppServer | undefined;
   let stopping = false;
@@ -47,7 +57,14 @@ export async function runAppServer(options: { dir: string; port: number; configF
     if (!process.connected) stop('supervisor gone');
   }
 
-  server = await startAppServer({ config, databaseUrl, port: options.port, host: config.http.host });
+  server = follow
+    ? await startAppServer({ config, database: follow.database, port: options.port, host: config.http.host })
+    : await startAppServer({ config, databaseUrl, port: options.port, host: config.http.host });
+  if (follow) {
+    const closeServer = server.close;
+    const routed = follow;
+    server = { url: server.url, close: async () => { await routed.stop(); await closeServer(); } };
+  }
   if (stopping) {
     await server.close();
     return;
@@ -55,4 +72,51 @@ export async function runAppServer(options: { dir: string; port: number; configF
   console.log(`app server on port ${options.port}: listening at ${server.url} (pid ${process.pid}, dir ${options.dir})`);
   const ready: ReadyMessage = { type: 'ready', url: server.url };
   process.send?.(ready);
+}
+
+// How often an app server reads the lease to learn who the primary is.
+const topologyIntervalMs = 250;
+
+/**
+ * A routed database that follows the lease: every `topologyIntervalMs` the app server reads the
+ * leader record from the lease store and sends queries to its holder while its term runs.
+ */
+function followPrimary(paths: StatePaths, config: Config): { database: RoutedDatabase; stop(): Promise<void> } {
+  const cluster = readJson<ClusterFile>(paths.clusterFile, 'the cluster layout');
+  const lease = readJson<LeaseFile>(paths.leaseFile, 'the lease store address');
+  const secrets = readSecrets(paths);
+  if (!secrets) throw new ParleyError('not_found', `${paths.secretsFile} is missing`);
+  const database = createRoutedDatabase(
+    cluster.members.map((m) => ({ name: m.name, url: makeUrl({ port: m.port, user: appRoleName, password: secrets.appPassword, database: appDatabaseName }) })),
+    { poolSize: config.data.poolSize, queryTimeoutMs: config.data.queryTimeoutMs, connectTimeoutMs: config.data.connectTimeoutMs, applicationName: 'parley-app' },
+  );
+  const store = createLocalLeaseClient({ url: lease.url, token: lease.token, timeoutMs: 1000 });
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async (): Promise<void> => {
+    try {
+      const entry = await store.get(leaseKeys.leader);
+      if (entry) {
+        const record = JSON.parse(entry.value) as { holder: string; expiresAtMs: number; released: boolean };
+        const active = !record.released && record.expiresAtMs > Date.now();
+        const next = active ? record.holder : undefined;
+        if (next !== database.primary()) console.log(`app server: primary is now ${next ?? '(none)'}`);
+        database.setPrimary(next);
+      } else {
+        database.setPrimary(undefined);
+      }
+    } catch {
+      // Lease store unreachable: keep routing to the last primary; its agent fences it if needed.
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), topologyIntervalMs);
+  };
+  void tick();
+  return {
+    database,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await store.close();
+    },
+  };
 }

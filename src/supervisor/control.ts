@@ -2,10 +2,11 @@
 // `operator add`. They find it through DIR/supervisor.json and reach PostgreSQL with DIR/secrets.json.
 import { createDatabase, appDatabaseName, databaseUrl } from '../data/data.ts';
 import { ParleyError } from '../errors/errors.ts';
-import { probeServer, stopStrayServer } from '../postgres/postgres.ts';
+import { probeReplication, runningPid, stopStrayServer, type ReplicationProbe } from '../postgres/postgres.ts';
+import { createLocalLeaseClient, leaseKeys } from '../failover/failover.ts';
 import { waitForExit } from './processes.ts';
 import type { AppServerStatus, ClusterStatus, NodeStatus } from './status-core.ts';
-import { isAlive, readSecrets, readState, statePaths, type NodeRecord, type Secrets, type SupervisorState } from './state.ts';
+import { isAlive, readJson, readSecrets, readState, statePaths, type LeaseFile, type NodeRecord, type Secrets, type SupervisorState } from './state.ts';
 
 // Longer than the supervisor's own bounded stop (app servers, then PostgreSQL's fast shutdown).
 const downTimeoutMs = 90_000;
@@ -64,27 +65,29 @@ export async function stopRunning(options: { dir: string; out?: (line: string) =
   return { pid: state.pid };
 }
 
-async function nodeStatus(node: NodeRecord, secrets: Secrets): Promise<NodeStatus> {
+async function nodeStatus(node: NodeRecord, secrets: Secrets): Promise<{ status: NodeStatus; probe?: ReplicationProbe }> {
+  const pid = runningPid(node.dataDir) ?? null;
+  const agentPid = node.agentPid !== undefined && isAlive(node.agentPid) ? node.agentPid : null;
   // Keys in the order docs/cli.md lists them, so the JSON reads the same as the documentation.
   const shape = (role: NodeStatus['role'], state: NodeStatus['state'], lsn: string | null, detail?: string): NodeStatus => ({
     name: node.name,
     role,
     state,
     port: node.port,
-    pid: node.pid,
-    agentPid: null,
+    pid,
+    agentPid,
     lsn,
     lagBytes: null,
     lagSeconds: null,
     sync: null,
     ...(detail === undefined ? {} : { detail }),
   });
-  if (!isAlive(node.pid)) return shape('down', 'stopped', null, node.pid === null ? 'restarting or not started' : 'process gone');
+  if (pid === null) return { status: shape('down', 'stopped', null, agentPid === null ? 'agent and PostgreSQL down' : 'PostgreSQL not running') };
   try {
-    const probe = await probeServer({ host: '127.0.0.1', port: node.port, user: 'postgres', password: secrets.superuserPassword, database: 'postgres' });
-    return shape(probe.role, 'running', probe.lsn);
+    const probe = await probeReplication({ port: node.port, user: 'postgres', password: secrets.superuserPassword }, 2000);
+    return { status: shape(probe.role, 'running', probe.lsn), probe };
   } catch (error) {
-    return shape('down', 'unresponsive', null, (error as Error).message.split('\n')[0] || 'probe failed');
+    return { status: shape('down', 'unresponsive', null, (error as Error).message.split('\n')[0] || 'probe failed') };
   }
 }
 
@@ -102,18 +105,46 @@ async function appStatus(url: string, pid: number | null): Promise<AppServerStat
 /** `parley status`: what supervisor.json says is running, checked against the processes themselves. */
 export async function readStatus(options: { dir: string }): Promise<ClusterStatus> {
   const { state, secrets } = requireRunning(options.dir);
-  const [nodes, appServers] = await Promise.all([
+  const [probed, appServers, lease] = await Promise.all([
     Promise.all(state.nodes.map((node) => nodeStatus(node, secrets))),
     Promise.all(state.appServers.map((app) => appStatus(app.url, app.pid))),
+    readLease(options.dir),
   ]);
+  // Lag and sync state as the primary sees each standby (pg_stat_replication).
+  const primaryProbe = probed.find((p) => p.probe?.role === 'primary')?.probe;
+  const nodes = probed.map(({ status }) => {
+    const replica = primaryProbe?.replicas.find((r) => r.name === status.name);
+    if (status.role !== 'standby') return status;
+    return { ...status, lagBytes: replica?.lagBytes ?? null, lagSeconds: replica?.lagSeconds ?? null, sync: replica ? replica.syncState : 'not streaming' };
+  });
   return {
     primary: nodes.find((node) => node.role === 'primary')?.name ?? null,
     maintenance: null,
+    lease,
     nodes,
     appServers,
     alerts: [],
     supervisor: { pid: state.pid, startedAt: state.startedAt, dir: state.dir, state: state.state },
   };
+}
+
+/** The leader record as the lease store holds it, or null when it cannot be read. */
+async function readLease(dir: string): Promise<ClusterStatus['lease']> {
+  const paths = statePaths(dir);
+  try {
+    const file = readJson<LeaseFile>(paths.leaseFile, 'the lease store address');
+    const store = createLocalLeaseClient({ url: file.url, token: file.token, timeoutMs: 1500 });
+    try {
+      const entry = await store.get(leaseKeys.leader);
+      if (!entry) return null;
+      const record = JSON.parse(entry.value) as { holder: string; expiresAtMs: number; released: boolean };
+      return { holder: record.holder, expiresAt: new Date(record.expiresAtMs).toISOString(), active: !record.released && record.expiresAtMs > Date.now() };
+    } finally {
+      await store.close();
+    }
+  } catch {
+    return null;
+  }
 }
 
 /** `parley operator add`: gives an existing account the operator role, on the current primary. */

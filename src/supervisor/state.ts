@@ -14,6 +14,14 @@ export interface StatePaths {
   stateFile: string;
   logsDir: string;
   nodesDir: string;
+  /** URL and token of the lease store the supervisor serves (mode 0600). */
+  leaseFile: string;
+  /** The last leader record seen, so a restarted lease store knows who held the lease. */
+  leaseRecordFile: string;
+  /** The members: names, ports and data directories, read by agents and app servers. */
+  clusterFile: string;
+  /** Append-only journal of every agent decision and action (JSON lines). */
+  journalFile: string;
 }
 
 /** The paths of a state directory, made absolute so child processes and messages agree. */
@@ -25,6 +33,10 @@ export function statePaths(dir: string): StatePaths {
     stateFile: join(abs, 'supervisor.json'),
     logsDir: join(abs, 'logs'),
     nodesDir: join(abs, 'nodes'),
+    leaseFile: join(abs, 'lease.json'),
+    leaseRecordFile: join(abs, 'lease-record.json'),
+    clusterFile: join(abs, 'cluster.json'),
+    journalFile: join(abs, 'journal.jsonl'),
   };
 }
 
@@ -37,6 +49,8 @@ export function nodeDataDir(paths: StatePaths, name: string): string {
 export interface Secrets {
   superuserPassword: string;
   appPassword: string;
+  /** The replication role's password; added to older secrets files on first use. */
+  replicationPassword: string;
 }
 
 /** Reads DIR/secrets.json, or undefined when there is none yet. */
@@ -52,7 +66,14 @@ export function readSecrets(paths: StatePaths): Secrets | undefined {
   if (typeof secrets?.superuserPassword !== 'string' || typeof secrets.appPassword !== 'string') {
     throw new ParleyError('config_invalid', `${paths.secretsFile} lacks superuserPassword or appPassword`);
   }
-  return { superuserPassword: secrets.superuserPassword, appPassword: secrets.appPassword };
+  let replicationPassword = (secrets as { replicationPassword?: unknown }).replicationPassword;
+  if (typeof replicationPassword !== 'string') {
+    replicationPassword = randomBytes(24).toString('base64url');
+    const updated = { ...secrets, replicationPassword };
+    writeFileSync(`${paths.secretsFile}.tmp`, `${JSON.stringify(updated, null, 2)}\n`, { mode: 0o600 });
+    renameSync(`${paths.secretsFile}.tmp`, paths.secretsFile);
+  }
+  return { superuserPassword: secrets.superuserPassword, appPassword: secrets.appPassword, replicationPassword: replicationPassword as string };
 }
 
 /** Reads the secrets, generating them (mode 0600) on the first run. */
@@ -62,6 +83,7 @@ export function loadOrCreateSecrets(paths: StatePaths): Secrets {
   const secrets: Secrets = {
     superuserPassword: randomBytes(24).toString('base64url'),
     appPassword: randomBytes(24).toString('base64url'),
+    replicationPassword: randomBytes(24).toString('base64url'),
   };
   // 'wx': never overwrite a secrets file another process wrote in between; the passwords in it
   // are the only way into an existing data directory.
@@ -76,6 +98,8 @@ export interface NodeRecord {
   port: number;
   /** Postmaster pid, or null while the node is down (crashed, restarting). */
   pid: number | null;
+  /** The node's agent process, or null while it is down. */
+  agentPid?: number | null;
   dataDir: string;
 }
 
@@ -185,5 +209,33 @@ export function isParleyProcess(pid: number): boolean {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('parley');
   } catch {
     return true;
+  }
+}
+
+/** DIR/cluster.json: what agents and app servers need to find each other. */
+export interface ClusterFile {
+  members: Array<{ name: string; port: number; dataDir: string }>;
+}
+
+/** DIR/lease.json: how to reach the lease store the supervisor serves. */
+export interface LeaseFile {
+  url: string;
+  token: string;
+}
+
+/** Writes a small JSON file atomically with the given mode. */
+export function writeJson(file: string, value: unknown, mode = 0o644): void {
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(value, null, 2)}\n`, { mode });
+  chmodSync(temp, mode);
+  renameSync(temp, file);
+}
+
+/** Reads a JSON file written by writeJson; a one-line error names the file otherwise. */
+export function readJson<T>(file: string, what: string): T {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (error) {
+    throw new ParleyError('not_found', `cannot read ${what} (${file}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}; is parley up running?`);
   }
 }

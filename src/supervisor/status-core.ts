@@ -9,7 +9,7 @@ export interface NodeStatus {
   state: 'running' | 'unresponsive' | 'stopped';
   port: number;
   pid: number | null;
-  /** The node's failover agent; null until agents exist (issue 4). */
+  /** The node's failover agent; null while it is down. */
   agentPid: number | null;
   /** WAL position: insert LSN on a primary, replay LSN on a standby; null when down. */
   lsn: string | null;
@@ -36,6 +36,8 @@ export interface ClusterStatus {
   primary: string | null;
   /** null while maintenance is off (maintenance mode arrives with issue 4). */
   maintenance: null | { reason: string; owner: string; expiresAt: string };
+  /** The leader lease: who holds (or last held) it, until when, and whether the term runs. */
+  lease: { holder: string; expiresAt: string; active: boolean } | null;
   nodes: NodeStatus[];
   appServers: AppServerStatus[];
   /** Firing alerts; always empty until alerting exists. */
@@ -57,7 +59,7 @@ export function formatStatus(status: ClusterStatus): string {
   const { supervisor } = status;
   const lines = [
     `Parley in ${supervisor.dir}: ${supervisor.state} (supervisor pid ${supervisor.pid}, since ${supervisor.startedAt})`,
-    `primary: ${status.primary ?? 'none'}    maintenance: ${status.maintenance ? `on (${status.maintenance.reason})` : 'off'}`,
+    `primary: ${status.primary ?? 'none'}    lease: ${status.lease ? `${status.lease.holder} ${status.lease.active ? `until ${status.lease.expiresAt}` : '(term ended)'}` : 'unknown'}    maintenance: ${status.maintenance ? `on (${status.maintenance.reason})` : 'off'}`,
     '',
     ...table([
       ['NODE', 'ROLE', 'STATE', 'PORT', 'PID', 'LSN', 'LAG', 'SYNC'],

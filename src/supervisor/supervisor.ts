@@ -7,3 +7,4 @@ export { decideRestart, defaultRestartPolicy, type RestartDecision, type Restart
 export { statePaths, type StatePaths, type SupervisorState } from './state.ts';
 export { formatStatus, type AppServerStatus, type ClusterStatus, type NodeStatus } from './status-core.ts';
 export { runUp, type UpOptions } from './up.ts';
+export { runAgentProcess } from './agent-process.ts';

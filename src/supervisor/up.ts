@@ -3,12 +3,14 @@
 // (app servers first, then PostgreSQL) on Ctrl-C, SIGTERM, SIGHUP, `parley down` or an unexpected
 // error. It takes no decisions about the cluster; it only starts, watches and stops.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type Config, type ConfigInput } from '../config/config.ts';
 import { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from '../data/data.ts';
 import { isParleyError, ParleyError } from '../errors/errors.ts';
+import { createLocalLeaseClient, generateLeaseToken, leaseKeys, startLocalLeaseServer, type LeaseStore, type LocalLeaseServer } from '../failover/failover.ts';
+import { createCluster } from './cluster.ts';
 import {
   findPgBinaries,
   initDataDir,
@@ -34,6 +36,8 @@ import {
   readSecrets,
   removeState,
   statePaths,
+  writeJson,
+  readJson,
   writeState,
   type Secrets,
   type StatePaths,
@@ -58,6 +62,9 @@ const appReadyTimeoutMs = 30_000;
 const appStopGraceMs = 5000;
 const postgresStopTimeoutMs = 15_000;
 const strayAppStopMs = 5000;
+const agentStopGraceMs = 20_000;
+const primaryTimeoutMs = 90_000;
+const leaseWatchIntervalMs = 500;
 
 const binScript = fileURLToPath(new URL('../../bin/parley.js', import.meta.url));
 
@@ -65,13 +72,15 @@ interface NodeChild {
   name: string;
   port: number;
   dataDir: string;
+  /** PostgreSQL's log (written by the server the agent starts). */
   logFile: string;
-  handle: ServerHandle | undefined;
+  /** The agent's own log. */
+  agentLogFile: string;
+  child: ChildProcess | undefined;
+  exited: Promise<void> | undefined;
   startedAtMs: number;
   crashes: number;
   restartTimer: NodeJS.Timeout | undefined;
-  /** An in-flight restart, awaited by the stop sequence. */
-  restarting: Promise<void> | undefined;
 }
 
 interface AppChild {
@@ -100,6 +109,9 @@ interface Run {
   secrets: Secrets | undefined;
   nodes: NodeChild[];
   apps: AppChild[];
+  lease: LocalLeaseServer | undefined;
+  leaseClient: LeaseStore | undefined;
+  leaseTimer: NodeJS.Timeout | undefined;
   /** Aborted when a stop is requested; startup waits give up on it. */
   stop: AbortController;
   exitCode: number;
@@ -127,6 +139,9 @@ export async function runUp(options: UpOptions): Promise<number> {
     secrets: undefined,
     nodes: [],
     apps: [],
+    lease: undefined,
+    leaseClient: undefined,
+    leaseTimer: undefined,
     stop: new AbortController(),
     exitCode: 0,
   };
@@ -203,21 +218,21 @@ async function start(run: Run, stale: SupervisorState | undefined): Promise<void
 
   run.bin = findPgBinaries(config.postgres.bin);
   run.account = serverAccount(config.postgres.osUser);
-  if (config.cluster.nodes > 1) {
-    out(`cluster.nodes is ${config.cluster.nodes}, but replication is not built yet (issue 4): starting node1 only, a primary without standbys`);
+  for (let i = 0; i < config.cluster.nodes; i++) {
+    const name = `node${i + 1}`;
+    run.nodes.push({
+      name,
+      port: config.postgres.basePort + i,
+      dataDir: nodeDataDir(paths, name),
+      logFile: join(paths.logsDir, `${name}.log`),
+      agentLogFile: join(paths.logsDir, `${name}-agent.log`),
+      child: undefined,
+      exited: undefined,
+      startedAtMs: 0,
+      crashes: 0,
+      restartTimer: undefined,
+    });
   }
-  const node: NodeChild = {
-    name: 'node1',
-    port: config.postgres.basePort,
-    dataDir: nodeDataDir(paths, 'node1'),
-    logFile: join(paths.logsDir, 'node1.log'),
-    handle: undefined,
-    startedAtMs: 0,
-    crashes: 0,
-    restartTimer: undefined,
-    restarting: undefined,
-  };
-  run.nodes.push(node);
   for (let i = 0; i < config.app.servers; i++) {
     const port = config.http.port + i;
     run.apps.push({
@@ -235,52 +250,83 @@ async function start(run: Run, stale: SupervisorState | undefined): Promise<void
     });
   }
 
-  // A PostgreSQL left running by a supervisor that was killed holds the data directory and port.
-  const strayPid = runningPid(node.dataDir);
-  if (strayPid !== undefined) {
-    out(`${node.name}: stopping a stray PostgreSQL (pid ${strayPid}) left by an earlier run`);
-    await stopStrayServer(node.dataDir, postgresStopTimeoutMs);
+  // A PostgreSQL left running by an agent that was killed holds the data directory and port.
+  for (const node of run.nodes) {
+    const strayPid = runningPid(node.dataDir);
+    if (strayPid !== undefined) {
+      out(`${node.name}: stopping a stray PostgreSQL (pid ${strayPid}) left by an earlier run`);
+      await stopStrayServer(node.dataDir, postgresStopTimeoutMs);
+    }
+    await assertPortFree('127.0.0.1', node.port, `PostgreSQL ${node.name}`, 'set postgres.basePort (or PARLEY_POSTGRES_BASE_PORT) to a free port');
   }
-  await assertPortFree('127.0.0.1', node.port, `PostgreSQL ${node.name}`, 'set postgres.basePort (or PARLEY_POSTGRES_BASE_PORT) to a free port');
   for (const app of run.apps) {
     await assertPortFree(config.http.host, app.port, `app server ${app.index}`, 'choose another with --port (or http.port)');
   }
   throwIfStopping(run);
 
-  const initialised = isInitialised(node.dataDir);
+  const initialised = run.nodes.map((node) => isInitialised(node.dataDir));
   const existingSecrets = readSecrets(paths);
-  if (initialised && !existingSecrets) {
+  if (initialised.some(Boolean) && !existingSecrets) {
     throw new ParleyError(
       'config_invalid',
-      `${node.dataDir} holds a database but ${paths.secretsFile} is missing, so its passwords are unknown; restore the file or move ${paths.dir} away`,
+      `${run.nodes[0]!.dataDir} holds a database but ${paths.secretsFile} is missing, so its passwords are unknown; restore the file or move ${paths.dir} away`,
     );
   }
   run.secrets = existingSecrets ?? loadOrCreateSecrets(paths);
-  // The server's account walks DIR/nodes/node1 to reach its data; umask must not hide them.
-  for (const dir of [paths.nodesDir, join(paths.nodesDir, node.name)]) {
-    mkdirSync(dir, { recursive: true });
-    chmodSync(dir, 0o755);
+  // The server's account walks DIR/nodes/NAME to reach its data; umask must not hide them.
+  for (const node of run.nodes) {
+    for (const dir of [paths.nodesDir, join(paths.nodesDir, node.name)]) {
+      mkdirSync(dir, { recursive: true });
+      chmodSync(dir, 0o755);
+    }
+    assertReachable(node.dataDir, run.account);
   }
-  assertReachable(node.dataDir, run.account);
-  if (!initialised) {
-    out(`${node.name}: creating a new PostgreSQL ${run.bin.major} data directory in ${node.dataDir}`);
-    initDataDir({ bin: run.bin, dataDir: node.dataDir, account: run.account, superuserPassword: run.secrets.superuserPassword });
+  const settings = { maxConnections: config.postgres.maxConnections, sharedBuffers: config.postgres.sharedBuffers };
+  if (!initialised.some(Boolean)) {
+    rmSync(paths.leaseRecordFile, { force: true });
+    await createCluster({ nodes: run.nodes, bin: run.bin, account: run.account, secrets: run.secrets, settings, out });
+    // node1 held the first lease: its agent takes it back as the last holder.
+    writeJson(paths.leaseRecordFile, { holder: run.nodes[0]!.name, acquiredAtMs: Date.now(), expiresAtMs: Date.now(), released: false, rolledBack: false });
+  } else if (!initialised.every(Boolean)) {
+    const have = run.nodes.filter((_, i) => initialised[i]).length;
+    throw new ParleyError(
+      'config_invalid',
+      `${paths.dir} holds a cluster of ${have} node(s) but ${config.cluster.nodes} were asked for; growing a cluster is not supported yet: run with --nodes ${have}`,
+    );
   }
   throwIfStopping(run);
-  writeServerSettings(
-    node.dataDir,
-    { port: node.port, maxConnections: config.postgres.maxConnections, sharedBuffers: config.postgres.sharedBuffers },
-    run.account,
-  );
-  await startNode(run, node, postgresReadyTimeoutMs);
-  throwIfStopping(run);
-  out(`${node.name}: PostgreSQL ${run.bin.major} primary ready on 127.0.0.1:${node.port}`);
 
-  const superuserUrl = databaseUrl({ port: node.port, user: 'postgres', password: run.secrets.superuserPassword, database: 'postgres' });
+  writeJson(paths.clusterFile, { members: run.nodes.map((n) => ({ name: n.name, port: n.port, dataDir: n.dataDir })) });
+  const token = generateLeaseToken();
+  // A restarted store answers "held" for one TTL, so no agent takes over while the others re-read it.
+  run.lease = await startLocalLeaseServer({ host: '127.0.0.1', port: 0, token, holdCreatesMs: 0 });
+  writeJson(paths.leaseFile, { url: run.lease.url, token }, 0o600);
+  run.leaseClient = createLocalLeaseClient({ url: run.lease.url, token, timeoutMs: 2000 });
+  if (existsSync(paths.leaseRecordFile)) {
+    const record = readJson<Record<string, unknown>>(paths.leaseRecordFile, 'the last lease record');
+    await run.leaseClient.put(leaseKeys.leader, JSON.stringify(record), {});
+    out(`lease store: ready on ${run.lease.url}; the lease was last held by ${String(record.holder)}`);
+  } else {
+    out(`lease store: ready on ${run.lease.url}`);
+  }
+  watchLease(run);
+
+  for (const node of run.nodes) spawnAgent(run, node);
+  persist(run);
+  const primary = await bounded(
+    waitForPrimary(run),
+    primaryTimeoutMs,
+    () => new ParleyError('storage_unavailable', `no primary was elected within ${primaryTimeoutMs / 1000} s; see ${join(paths.logsDir, 'node*-agent.log')} and ${paths.journalFile}`),
+    run.stop.signal,
+  );
+  const primaryNode = run.nodes.find((n) => n.name === primary)!;
+  out(`${primary}: PostgreSQL ${run.bin.major} primary ready on 127.0.0.1:${primaryNode.port}${run.nodes.length > 1 ? ` (standbys: ${run.nodes.filter((n) => n !== primaryNode).map((n) => n.name).join(', ')})` : ''}`);
+
+  const superuserUrl = databaseUrl({ port: primaryNode.port, user: 'postgres', password: run.secrets.superuserPassword, database: 'postgres' });
   const provisioned = await bounded(
     provisionDatabase({ superuserUrl, appPassword: run.secrets.appPassword }),
     provisionTimeoutMs,
-    () => new ParleyError('storage_unavailable', `provisioning database "${appDatabaseName}" on ${node.name} took over ${provisionTimeoutMs / 1000} s`),
+    () => new ParleyError('storage_unavailable', `provisioning database "${appDatabaseName}" on ${primary} took over ${provisionTimeoutMs / 1000} s`),
     run.stop.signal,
   );
   out(
@@ -298,6 +344,48 @@ async function start(run: Run, stale: SupervisorState | undefined): Promise<void
     );
     out(`app server ${app.index}: ready at ${url}`);
   }
+}
+
+/** The holder of a running term whose agent publishes it as a running primary. */
+async function currentPrimary(run: Run): Promise<string | undefined> {
+  const store = run.leaseClient!;
+  const entry = await store.get(leaseKeys.leader);
+  if (!entry) return undefined;
+  const record = JSON.parse(entry.value) as { holder: string; expiresAtMs: number; released: boolean };
+  if (record.released || record.expiresAtMs <= Date.now()) return undefined;
+  const member = await store.get(`${leaseKeys.memberPrefix}${record.holder}`);
+  if (!member) return undefined;
+  const state = JSON.parse(member.value) as { running: boolean; role: string };
+  return state.running && state.role === 'primary' ? record.holder : undefined;
+}
+
+async function waitForPrimary(run: Run): Promise<string> {
+  for (;;) {
+    throwIfStopping(run);
+    const primary = await currentPrimary(run).catch(() => undefined);
+    if (primary) return primary;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Keeps DIR/lease-record.json equal to the leader record, so a restarted store knows the last holder. */
+function watchLease(run: Run): void {
+  let last = '';
+  const tick = async (): Promise<void> => {
+    // Agents restart PostgreSQL on their own: keep supervisor.json's pids current for status and down.
+    persist(run);
+    try {
+      const entry = await run.leaseClient!.get(leaseKeys.leader);
+      if (entry && entry.value !== last) {
+        writeJson(run.paths.leaseRecordFile, JSON.parse(entry.value));
+        last = entry.value;
+      }
+    } catch {
+      // The store is in this process; an error here is transient.
+    }
+    if (!run.stop.signal.aborted) run.leaseTimer = setTimeout(() => void tick(), leaseWatchIntervalMs);
+  };
+  void tick();
 }
 
 /** Stops what a supervisor killed with -9 left behind: app servers that have not exited yet. */
@@ -329,85 +417,85 @@ function commandLineIncludes(pid: number, word: string): boolean {
   }
 }
 
-async function startNode(run: Run, node: NodeChild, readyTimeoutMs: number): Promise<void> {
-  const handle = await startServer({
-    bin: run.bin!,
-    dataDir: node.dataDir,
-    account: run.account,
-    port: node.port,
-    logFile: node.logFile,
-    superuserPassword: run.secrets!.superuserPassword,
-    readyTimeoutMs,
-  });
-  if (run.stop.signal.aborted) {
-    // The stop began while this server was starting: it must not outlive the supervisor.
-    await stopServer(handle, { timeoutMs: postgresStopTimeoutMs });
-    return;
+function spawnAgent(run: Run, node: NodeChild): void {
+  const args = [binScript, 'agent', '--node', node.name, '--dir', run.paths.dir];
+  if (run.configFile) args.push('--config', run.configFile);
+  const log = openSync(node.agentLogFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, args, {
+      env: { ...process.env, ...overrideEnv(run) },
+      stdio: ['ignore', log, log, 'ipc'],
+      detached: true,
+    });
+  } finally {
+    closeSync(log);
   }
-  node.handle = handle;
+  node.child = child;
   node.startedAtMs = Date.now();
-  persist(run);
-  void handle.exited.then(({ code, signal }) => onNodeExit(run, node, handle, code, signal));
+  node.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.on('error', (error) => run.out(`${node.name} agent: ${error.message}`));
+  child.once('exit', (code, signal) => void onAgentExit(run, node, child, code, signal));
 }
 
-function onNodeExit(run: Run, node: NodeChild, handle: ServerHandle, code: number | null, signal: NodeJS.Signals | null): void {
-  if (node.handle !== handle) return;
-  node.handle = undefined;
+async function onAgentExit(run: Run, node: NodeChild, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+  if (node.child !== child) return;
+  node.child = undefined;
   persist(run);
-  if (run.phase === 'stopping' || run.stop.signal.aborted) {
-    // Printed here, not in stopAll: a Ctrl-C in a terminal reaches PostgreSQL too, which may
-    // then exit on its own before the stop sequence gets to it.
-    run.out(`${node.name}: PostgreSQL stopped`);
-    return;
-  }
-  scheduleNodeRestart(run, node, Date.now() - node.startedAtMs, signal ? `signal ${signal}` : `code ${code}`);
-}
-
-function scheduleNodeRestart(run: Run, node: NodeChild, uptimeMs: number, why: string): void {
-  const decision = decideRestart(node.crashes, uptimeMs);
+  if (run.phase === 'stopping' || run.stop.signal.aborted) return;
+  const why = signal ? `signal ${signal}` : `code ${code}`;
+  // Proven death (DESIGN.md "faster than a lease's TTL"): the agent exited and its PostgreSQL is
+  // gone too, so the node cannot take writes; end its term now instead of waiting for expiry.
+  // Fencing first: while its PostgreSQL runs, the term is left to expire.
+  if (runningPid(node.dataDir) === undefined) await releaseOnBehalf(run, node);
+  const decision = decideRestart(node.crashes, Date.now() - node.startedAtMs);
   node.crashes = decision.crashes;
   if (decision.action === 'give-up') {
-    run.out(`${node.name}: PostgreSQL failed ${decision.crashes} times in a row (${why}); giving up and stopping Parley (see ${node.logFile})`);
-    requestStop(run, 1);
+    run.out(`${node.name} agent: exited ${decision.crashes} times in a row (${why}); giving up on it (see ${node.agentLogFile})`);
     return;
   }
-  run.out(`${node.name}: PostgreSQL exited (${why}); restarting in ${decision.delayMs} ms (crash ${decision.crashes} in a row)`);
+  run.out(`${node.name} agent: exited (${why}); restarting in ${decision.delayMs} ms (crash ${decision.crashes} in a row)`);
   node.restartTimer = setTimeout(() => {
     node.restartTimer = undefined;
-    if (run.stop.signal.aborted) return;
-    node.restarting = startNode(run, node, postgresReadyTimeoutMs)
-      .then(() => {
-        if (node.handle) run.out(`${node.name}: PostgreSQL ${run.bin!.major} primary ready again on 127.0.0.1:${node.port} (pid ${node.handle.pid})`);
-      })
-      .catch((error: unknown) => {
-        if (run.stop.signal.aborted) return;
-        scheduleNodeRestart(run, node, 0, `restart failed: ${describe(error)}`);
-      })
-      .finally(() => {
-        node.restarting = undefined;
-      });
+    if (!run.stop.signal.aborted) spawnAgent(run, node);
+    persist(run);
   }, decision.delayMs);
 }
 
+async function releaseOnBehalf(run: Run, node: NodeChild): Promise<void> {
+  try {
+    const entry = await run.leaseClient!.get(leaseKeys.leader);
+    if (!entry) return;
+    const record = JSON.parse(entry.value) as { holder: string; released: boolean; expiresAtMs: number };
+    if (record.holder !== node.name || record.released || record.expiresAtMs <= Date.now()) return;
+    const released = { ...record, released: true, expiresAtMs: Date.now() };
+    if (await run.leaseClient!.update(leaseKeys.leader, JSON.stringify(released), entry.revision, {})) {
+      run.out(`${node.name}: its agent and PostgreSQL are both gone; released its lease so a standby can take over now`);
+      appendFileSync(run.paths.journalFile, `${JSON.stringify({ at: new Date().toISOString(), node: node.name, kind: 'supervisor', event: 'released lease after proven death' })}\n`);
+    }
+  } catch (error) {
+    run.out(`${node.name}: could not release its lease (${describe(error)}); it will expire`);
+  }
+}
+
+/** The command-line overrides of `up`, passed to children as PARLEY_* so they validate the same config. */
+function overrideEnv(run: Run): Record<string, string> {
+  return {
+    PARLEY_CLUSTER_NODES: String(run.config.cluster.nodes),
+    PARLEY_APP_SERVERS: String(run.config.app.servers),
+    PARLEY_HTTP_PORT: String(run.config.http.port),
+  };
+}
+
 function spawnApp(run: Run, app: AppChild): void {
-  const { secrets, nodes, config } = run;
-  const primary = nodes[0]!;
-  const appUrl = databaseUrl({ port: primary.port, user: appRoleName, password: secrets!.appPassword, database: appDatabaseName });
   const args = [binScript, 'app-server', '--dir', run.paths.dir, '--port', String(app.port)];
   if (run.configFile) args.push('--config', run.configFile);
   const log = openSync(app.logFile, 'a');
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, args, {
-      env: {
-        ...process.env,
-        PARLEY_DATABASE_URL: appUrl,
-        // The command-line overrides of `up` reach the app server through the config's own
-        // environment mechanism, so it validates the same configuration as we did.
-        PARLEY_CLUSTER_NODES: String(config.cluster.nodes),
-        PARLEY_APP_SERVERS: String(config.app.servers),
-        PARLEY_HTTP_PORT: String(config.http.port),
-      },
+      // It finds the primary through the lease store (DIR/lease.json), never by guessing.
+      env: { ...process.env, PARLEY_DATABASE_URL: '', ...overrideEnv(run) },
       stdio: ['ignore', log, log, 'ipc'],
       // Its own process group: a Ctrl-C in the terminal reaches only the supervisor, which then
       // stops the parts in order.
@@ -466,10 +554,15 @@ function logTail(file: string): string {
   return `${lines || '(empty log)'} (${file})`;
 }
 
-/** App servers first (they hold connections to the database), then PostgreSQL; each bounded. */
+/**
+ * App servers first (they hold connections to the database), then the standbys' agents, then the
+ * primary's (so no standby sees the lease lapse and takes over during a planned stop), then the
+ * lease store. Each agent stops its own PostgreSQL; every step is bounded.
+ */
 async function stopAll(run: Run): Promise<void> {
   run.phase = 'stopping';
   persist(run);
+  clearTimeout(run.leaseTimer);
   for (const part of [...run.apps, ...run.nodes]) {
     clearTimeout(part.restartTimer);
     part.restartTimer = undefined;
@@ -482,16 +575,22 @@ async function stopAll(run: Run): Promise<void> {
       run.out(`app server ${app.index}: stopped`);
     }),
   );
-  await Promise.all(
-    run.nodes.map(async (node) => {
-      if (node.restarting) {
-        await bounded(node.restarting, postgresReadyTimeoutMs + postgresStopTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-      }
-      const handle = node.handle;
-      if (!handle) return;
-      await stopServer(handle, { timeoutMs: postgresStopTimeoutMs });
-    }),
-  );
+  const primary = run.leaseClient ? await currentPrimary(run).catch(() => undefined) : undefined;
+  const stopAgent = async (node: NodeChild): Promise<void> => {
+    const { child, exited } = node;
+    if (child && exited) await stopChild(child, exited, agentStopGraceMs);
+    // An agent killed before it could stop its PostgreSQL leaves the server running: stop it here.
+    if (runningPid(node.dataDir) !== undefined) await stopStrayServer(node.dataDir, postgresStopTimeoutMs);
+    run.out(`${node.name}: stopped`);
+  };
+  await Promise.all(run.nodes.filter((n) => n.name !== primary).map(stopAgent));
+  await Promise.all(run.nodes.filter((n) => n.name === primary).map(stopAgent));
+  if (run.leaseClient) {
+    const entry = await run.leaseClient.get(leaseKeys.leader).catch(() => undefined);
+    if (entry) writeJson(run.paths.leaseRecordFile, JSON.parse(entry.value));
+    await run.leaseClient.close().catch(() => undefined);
+  }
+  await run.lease?.close().catch(() => undefined);
 }
 
 function snapshot(run: Run): SupervisorState {
@@ -500,14 +599,20 @@ function snapshot(run: Run): SupervisorState {
     startedAt: run.startedAt,
     dir: run.paths.dir,
     state: run.phase,
-    nodes: run.nodes.map((node) => ({ name: node.name, port: node.port, pid: node.handle?.pid ?? null, dataDir: node.dataDir })),
+    nodes: run.nodes.map((node) => ({ name: node.name, port: node.port, pid: runningPid(node.dataDir) ?? null, agentPid: node.child?.pid ?? null, dataDir: node.dataDir })),
     appServers: run.apps.map((app) => ({ url: app.url, port: app.port, pid: app.child?.pid ?? null })),
   };
 }
 
+let lastPersisted = '';
+
 function persist(run: Run): void {
   try {
-    writeState(run.paths, snapshot(run));
+    const state = snapshot(run);
+    const text = JSON.stringify(state);
+    if (text === lastPersisted) return;
+    lastPersisted = text;
+    writeState(run.paths, state);
   } catch (error) {
     // A full disk must not take the running system down; status will be stale until it clears.
     run.out(`cannot write ${run.paths.stateFile}: ${(error as Error).message}`);

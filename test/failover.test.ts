@@ -1,0 +1,115 @@
+// Proves issue 4 on a real three-node cluster under `parley up`, with processes killed for real:
+// under a black-box writer, kill -9 of the primary's PostgreSQL and agent → another node takes
+// over, writes come back, and every acknowledged message is stored exactly once with no seq gap;
+// a standby killed alone does not stop writes; the old primary rejoins as a standby.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../src/postgres/postgres.ts';
+import { cleanUp, cli, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { gapAround, startWriter, type WriterReport } from './writer.ts';
+
+after(cleanUp);
+
+interface Status {
+  primary: string | null;
+  lease: { holder: string; active: boolean } | null;
+  nodes: Array<{ name: string; role: string; state: string; pid: number | null; agentPid: number | null; lagBytes: number | null; sync: string | null }>;
+}
+
+function assertExactlyOnce(report: WriterReport, stored: Array<{ id: string; seq: number; clientMessageId: string }>): void {
+  assert.deepEqual(stored.map((m) => m.seq), stored.map((_, i) => i + 1), 'seq 1..n with no gap');
+  const byClientId = new Map(stored.map((m) => [m.clientMessageId, m]));
+  assert.equal(byClientId.size, stored.length, 'each clientMessageId stored once');
+  for (const ack of report.acked) {
+    const m = byClientId.get(ack.clientMessageId);
+    assert.ok(m, `acknowledged message ${ack.clientMessageId} (seq ${ack.seq}) is stored`);
+    assert.equal(m.id, ack.id);
+  }
+}
+
+describe('a three-node cluster under parley up', () => {
+  let dir = '';
+  let url = '';
+  let up: Up;
+  const status = async (): Promise<Status> => {
+    const answer = await cli(['status', '--json', '--dir', dir]);
+    assert.equal(answer.code, 0, answer.stderr);
+    return JSON.parse(answer.stdout) as Status;
+  };
+  const kill = (pid: number | null) => {
+    if (pid) process.kill(pid, 'SIGKILL');
+  };
+
+  before(async () => {
+    dir = join(makeDir(), 'state');
+    const port = await freePort();
+    const pgPort = await freePort();
+    up = startUp(dir, port, pgPort, { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
+    await waitUp(up, dir);
+    url = `http://127.0.0.1:${port}`;
+  });
+
+  test('starts one primary and two streaming quorum standbys', async () => {
+    await waitUntil('both standbys stream as quorum standbys', async () => {
+      const s = await status();
+      return s.primary === 'node1' && s.nodes.filter((n) => n.role === 'standby' && n.sync === 'quorum').length === 2;
+    }, 60_000);
+    const s = await status();
+    assert.equal(s.lease?.holder, 'node1');
+    assert.ok(s.nodes.every((n) => n.pid && n.agentPid));
+  });
+
+  test('kill -9 of the primary PostgreSQL and its agent: a standby takes over, nothing acknowledged is lost', async () => {
+    const writer = await startWriter(url);
+    await writer.waitForAcks(20, 30_000);
+    const before = await status();
+    const old = before.nodes.find((n) => n.name === before.primary)!;
+    const killedAt = Date.now();
+    kill(old.agentPid);
+    kill(old.pid);
+    await writer.waitForAcks(20, 60_000);
+    const report = await writer.stop();
+    const gapMs = gapAround(report, killedAt);
+    console.log(`# writes restored ${gapMs} ms after the last acknowledgement before kill -9 of ${old.name} (failures meanwhile: ${report.failures.length})`);
+    assertExactlyOnce(report, await writer.history());
+    await waitUntil('a new primary holds the lease and the old one rejoined as a standby', async () => {
+      const s = await status();
+      return s.primary !== null && s.lease?.holder === s.primary && s.nodes.find((n) => n.name === old.name)?.role === 'standby';
+    }, 60_000);
+    // 503s while there was no primary carried Retry-After; nothing answered 500.
+    assert.ok(report.failures.every((f) => f.status !== 500), JSON.stringify(report.failures.slice(0, 5)));
+    assert.ok(report.failures.filter((f) => f.status === 503).every((f) => f.retryAfter !== null));
+    const journal = readFileSync(join(dir, 'journal.jsonl'), 'utf8');
+    assert.match(journal, /"action":"promote","result":"done"/);
+  });
+
+  test('kill -9 of one standby PostgreSQL: writes go on (ANY 1 of 2), and it comes back', async () => {
+    const s = await status();
+    const standby = s.nodes.find((n) => n.role === 'standby')!;
+    const writer = await startWriter(url);
+    await writer.waitForAcks(5, 30_000);
+    kill(standby.pid);
+    await writer.waitForAcks(30, 30_000);
+    const report = await writer.stop();
+    assertExactlyOnce(report, await writer.history());
+    await waitUntil(`${standby.name} streams again`, async () => (await status()).nodes.find((n) => n.name === standby.name)?.sync === 'quorum', 60_000);
+  });
+
+  test('down and up again: the same primary, all data', async () => {
+    const s = await status();
+    const writer = await startWriter(url);
+    await writer.waitForAcks(5, 30_000);
+    const report = await writer.stop();
+    assert.equal((await cli(['down', '--dir', dir])).code, 0);
+    await waitUntil('parley up has exited', async () => up.child.exitCode !== null);
+    const port = Number(new URL(url).port);
+    const pgPort = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')).members[0].port as number;
+    up = startUp(dir, port, pgPort, { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
+    await waitUp(up, dir);
+    assert.equal((await status()).primary, s.primary);
+    assertExactlyOnce(report, await writer.history());
+    assert.equal((await cli(['down', '--dir', dir])).code, 0);
+  });
+});
