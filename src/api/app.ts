@@ -10,6 +10,7 @@ import { createRateLimiter } from './rate-limit.ts';
 import { openApiDocument, registerRoutes } from './routes.ts';
 import { chatRoutes } from './chat-routes.ts';
 import { attachStream, type StreamOptions } from './stream.ts';
+import { registerWebClient } from './web.ts';
 
 /** What an app server needs. */
 export interface AppOptions {
@@ -135,6 +136,7 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     return metrics.registry.metrics();
   });
 
+  registerWebClient(app);
   attachStream(app, { chat: options.chat, metrics, limiter, stream: options.stream, logger: options.logger });
   return { app, metrics };
 }
