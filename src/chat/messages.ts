@@ -30,7 +30,8 @@ export async function sendMessage(
   const clientMessageId = input.clientMessageId.toLowerCase();
   let row: (MessageRow & { outcome: 'existing' | 'created' | 'not_found' | 'forbidden'; read_moved: boolean }) | undefined;
   try {
-    // One round trip: parley.send_message (migration 2) does the whole send in one transaction.
+    // One round trip: parley.send_message (migrations 2 and 3) does the whole send in one
+    // transaction; a retry that finds its message waits for the synchronous quorum too.
     const result = await db.query<MessageRow & { outcome: 'existing' | 'created' | 'not_found' | 'forbidden'; read_moved: boolean }>(
       'SELECT * FROM send_message($1, $2, $3, $4)',
       [input.conversationId, caller.id, clientMessageId, input.body],

@@ -1,5 +1,6 @@
 // The app's connection to PostgreSQL: a bounded pool with a timeout on every query, and one place
 // that turns driver failures into ParleyErrors (storage_unavailable / overloaded) with Retry-After.
+import { createConnection } from 'node:net';
 import pg from 'pg';
 import { ParleyError, isParleyError } from '../errors/errors.ts';
 
@@ -59,6 +60,32 @@ function cancelledSyncWait(): ParleyError {
   );
 }
 
+/** After statement_timeout would have fired, a little slack before cancelling from outside. */
+const cancelGraceMs = 250;
+
+function addressOf(url: string): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname || '127.0.0.1', port: Number(parsed.port || 5432) };
+}
+
+/**
+ * The protocol's CancelRequest (a separate 16-byte connection naming the backend's pid and secret
+ * key): the server interrupts whatever that backend is running. Best effort; a server that does
+ * not answer is caught by the client-side query_timeout instead.
+ */
+function sendCancelRequest(address: { host: string; port: number }, client: pg.PoolClient): void {
+  const backend = client as unknown as { processID?: number; secretKey?: number };
+  if (backend.processID === undefined || backend.secretKey === undefined) return;
+  const message = Buffer.alloc(16);
+  message.writeInt32BE(16, 0);
+  message.writeInt32BE(80877102, 4);
+  message.writeInt32BE(backend.processID, 8);
+  message.writeInt32BE(backend.secretKey, 12);
+  const socket = createConnection(address, () => socket.end(message));
+  socket.setTimeout(2000, () => socket.destroy());
+  socket.on('error', () => undefined);
+}
+
 /** Opens a bounded pool. Nothing connects until the first query. */
 export function createDatabase(options: DatabaseOptions): Database {
   const pool = new pg.Pool({
@@ -74,6 +101,50 @@ export function createDatabase(options: DatabaseOptions): Database {
   // An idle client that loses its server emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
   const waitingMax = options.waitingMax ?? options.poolSize * 50;
+  const serverAddress = addressOf(options.url);
+
+  async function connect(): Promise<pg.PoolClient> {
+    try {
+      return await pool.connect();
+    } catch (error) {
+      throw classifyDatabaseError(error);
+    }
+  }
+
+  /**
+   * PostgreSQL answers a commit whose wait for the synchronous standby was cancelled with success
+   * and a WARNING: the row is on the primary but not on a standby, and must not be acknowledged
+   * (DESIGN.md, hard cases). statement_timeout cannot end that wait (PostgreSQL disables it before
+   * committing), so `run` sends the server a cancel request of its own at the query deadline; the
+   * commit then ends with that warning, which `assertDurable` turns into storage_unavailable.
+   * Without the cancel a backend would wait for a standby forever, long after its client gave up.
+   */
+  function watchCommit(client: pg.PoolClient) {
+    let timer: NodeJS.Timeout | undefined;
+    const onNotice = (notice: { message?: string }): void => {
+      if (/synchronous replication/i.test(notice.message ?? '')) watch.syncCancelled = true;
+    };
+    client.on('notice', onNotice);
+    const watch = {
+      syncCancelled: false,
+      async run<T>(fn: () => Promise<T>): Promise<T> {
+        timer = setTimeout(() => sendCancelRequest(serverAddress, client), options.queryTimeoutMs + cancelGraceMs);
+        try {
+          return await fn();
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      assertDurable(): void {
+        if (watch.syncCancelled) throw cancelledSyncWait();
+      },
+      stop(): void {
+        clearTimeout(timer);
+        client.off('notice', onNotice);
+      },
+    };
+    return watch;
+  }
 
   function admit(): void {
     if (pool.waitingCount >= waitingMax) {
@@ -86,68 +157,46 @@ export function createDatabase(options: DatabaseOptions): Database {
   return {
     async query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
       admit();
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        throw classifyDatabaseError(error);
-      }
-      // PostgreSQL answers a commit whose wait for the synchronous standby was cancelled (a
-      // timeout) with success and a WARNING: the row is visible on the primary but not durable
-      // on a standby. Such an answer must never acknowledge anything (DESIGN.md, hard cases).
-      let syncCancelled = false;
-      const onNotice = (notice: { message?: string }): void => {
-        if (/synchronous replication/i.test(notice.message ?? '')) syncCancelled = true;
-      };
-      client.on('notice', onNotice);
+      const client = await connect();
+      const watch = watchCommit(client);
       // A connection that failed (not a query that failed) is dropped rather than reused.
       let drop = false;
       try {
-        const result = name ? await client.query<R>({ name, text, values: values ?? [] }) : await client.query<R>(text, values);
-        if (syncCancelled) throw cancelledSyncWait();
+        const result = await watch.run(() => (name ? client.query<R>({ name, text, values: values ?? [] }) : client.query<R>(text, values)));
+        watch.assertDurable();
         return result;
       } catch (error) {
         const classified = classifyDatabaseError(error);
-        drop = isParleyError(classified) && classified.code === 'storage_unavailable';
+        drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
         throw classified;
       } finally {
-        client.off('notice', onNotice);
+        watch.stop();
         client.release(drop);
       }
     },
     async transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
       admit();
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        throw classifyDatabaseError(error);
-      }
+      const client = await connect();
+      const watch = watchCommit(client);
       let broken = false;
-      let syncCancelled = false;
-      const onNotice = (notice: { message?: string }): void => {
-        if (/synchronous replication/i.test(notice.message ?? '')) syncCancelled = true;
-      };
-      client.on('notice', onNotice);
       try {
         await client.query('BEGIN');
         const tx: Queryable = { query: (text, values, name) => (name ? client.query({ name, text, values: values ?? [] }) : client.query(text, values)) };
         const result = await fn(tx);
-        await client.query('COMMIT');
-        if (syncCancelled) {
-          broken = true;
-          throw cancelledSyncWait();
-        }
+        await watch.run(() => client.query('COMMIT'));
+        watch.assertDurable();
         return result;
       } catch (error) {
-        try {
-          await client.query('ROLLBACK');
-        } catch {
-          broken = true;
+        if (!watch.syncCancelled) {
+          try {
+            await client.query('ROLLBACK');
+          } catch {
+            broken = true;
+          }
         }
         throw classifyDatabaseError(error);
       } finally {
-        client.off('notice', onNotice);
+        watch.stop();
         client.release(broken);
       }
     },

@@ -147,4 +147,34 @@ END
 $fn$;
 `,
   },
+  {
+    version: 3,
+    name: 'a retried send is acknowledged only once durable',
+    sql: `
+-- A send whose commit was cancelled while waiting for the synchronous standby (statement_timeout)
+-- is committed on the primary alone; the app answers 503. Its retry used to find the row and
+-- return it from a read-only transaction, whose commit does not wait for any standby: a 200 for a
+-- message a failover could still lose. Now a retry that finds its message writes a transactional
+-- WAL record (a logical message of a few bytes: no table grows), so its commit lies after the
+-- message's and waits for the synchronous quorum like a new send's. (A transaction id alone is
+-- not enough: PostgreSQL waits only for transactions that wrote WAL.) Until a standby has the
+-- message, its retry is a 503 too (invariant 1).
+ALTER FUNCTION send_message(bigint, bigint, uuid, text) RENAME TO send_message_once;
+CREATE FUNCTION send_message(p_conversation bigint, p_sender bigint, p_client uuid, p_body text)
+RETURNS TABLE (outcome text, id bigint, conversation_id bigint, seq bigint, sender_id bigint,
+               client_message_id uuid, body text, sent_at timestamptz, read_moved boolean)
+LANGUAGE plpgsql SET search_path = parley AS $fn$
+DECLARE
+  r record;
+BEGIN
+  SELECT * INTO r FROM send_message_once(p_conversation, p_sender, p_client, p_body);
+  IF r.outcome = 'existing' THEN
+    PERFORM pg_logical_emit_message(true, 'parley', 'acknowledge retried send');
+  END IF;
+  RETURN QUERY SELECT r.outcome, r.id, r.conversation_id, r.seq, r.sender_id, r.client_message_id,
+                      r.body, r.sent_at, r.read_moved;
+END
+$fn$;
+`,
+  },
 ];
