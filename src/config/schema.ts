@@ -48,6 +48,8 @@ export const configSchema = z
         failoverDeadlineMs: z.number().int().min(1000).max(600_000).default(30_000),
         /** A standby further behind than this is never promoted automatically. */
         maximumLagOnFailoverBytes: z.number().int().min(0).default(1_048_576),
+        /** A primary whose PostgreSQL stays down this long (restarts failing) gives up its lease. */
+        primaryStartTimeoutMs: z.number().int().min(1000).max(3_600_000).default(30_000),
       })
       .prefault({}),
     postgres: z
@@ -126,6 +128,13 @@ export const configSchema = z
         code: 'custom',
         path: ['cluster', 'failoverDeadlineMs'],
         message: `must be at least 2 × cluster.leaseTtlMs (${2 * config.cluster.leaseTtlMs}); a failover could never finish in time`,
+      });
+    }
+    if (config.cluster.primaryStartTimeoutMs < 2 * config.cluster.leaseTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster', 'primaryStartTimeoutMs'],
+        message: `must be at least 2 × cluster.leaseTtlMs (${2 * config.cluster.leaseTtlMs}); a restart in place needs more than one lease term`,
       });
     }
     const names = new Set<string>();

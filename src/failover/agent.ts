@@ -150,6 +150,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   let lastMaintenance: MaintenanceRecord | null = null;
   let lastReason = '';
   let primarySeen: string | null = null;
+  // Since when this agent has seen its PostgreSQL not answering (null while it answers).
+  let downSinceMs: number | null = null;
 
   function journal(kind: string, detail: Record<string, unknown>): void {
     try {
@@ -184,12 +186,14 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const probe = await probeReplication(superuser(me!.port), 1500);
       const flushed = probe.role === 'primary' ? lsnBytes(probe.flushLsn) : Math.max(lsnBytes(probe.flushLsn), lsnBytes(probe.replayLsn));
       lastWal = { timeline: probe.timeline, flushedLsn: flushed, replayedLsn: probe.role === 'primary' ? flushed : lsnBytes(probe.replayLsn) };
+      downSinceMs = null;
       const streamingFrom = probe.receiver?.status === 'streaming' && probe.receiver.senderPort !== null
         ? options.members.find((m) => m.port === probe.receiver!.senderPort)?.name ?? null
         : null;
       return {
         name: options.name,
         running: true,
+        downSinceMs,
         role: probe.role,
         timeline: probe.timeline,
         history: readTimelineHistory(dataDir, probe.timeline),
@@ -201,9 +205,11 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       };
     } catch {
       const timeline = Math.max(lastWal.timeline, highestTimeline(dataDir));
+      downSinceMs ??= Date.now();
       return {
         name: options.name,
         running: false,
+        downSinceMs,
         role: fileRole,
         timeline,
         history: readTimelineHistory(dataDir, timeline),

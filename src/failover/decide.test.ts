@@ -24,12 +24,14 @@ const config: DecideConfig = {
   loopIntervalMs: 500,
   failoverDeadlineMs: 30_000,
   maximumLagOnFailoverBytes: 1_048_576,
+  primaryStartTimeoutMs: 20_000,
 };
 
 function observation(name: string, fields: Partial<NodeObservation> = {}): NodeObservation {
   return {
     name,
     running: true,
+    downSinceMs: null,
     role: 'standby',
     timeline: 1,
     history: [],
@@ -348,6 +350,27 @@ test('a restarted node starts PostgreSQL as primary only when its term is unbrok
   assert.deepEqual(steps(decide(view(down, { record: lease({ expiresAtMs: now - 1 }) }), config, now)), ['acquireLease', 'start(primary)']);
   assert.deepEqual(steps(decide(view(down, { record: lease({ holder: 'node2' }) }), config, now)), ['start(standby)']);
   assert.deepEqual(steps(decide(view(down, { unreachable: true }), config, now)), ['start(standby)']);
+});
+
+test('a primary whose PostgreSQL stays down past primaryStartTimeoutMs lets the lease go', () => {
+  // Proves invariant 7 for a server that cannot start: restarts in place are tried, but only for so long.
+  const trying = decide(view(primaryObservation('node1', { running: false, downSinceMs: now - 19_999 })), config, now);
+  assert.deepEqual(steps(trying), ['renewLease', 'start(primary)']);
+  const givenUp = decide(view(primaryObservation('node1', { running: false, downSinceMs: now - 20_000 })), config, now);
+  assert.deepEqual(steps(givenUp), ['releaseLease']);
+  assert.deepEqual(alerts(givenUp), ['critical:primary-start-failed']);
+  assert.match(givenUp.reason, /releasing the lease: .* down 20000 ms/);
+});
+
+test('a standby on the newest timeline does not wait for an old primary whose extra WAL was never acknowledged', () => {
+  // Proves candidacy reads only the acknowledged part of a final standby's WAL: node1, demoted with
+  // WAL past the fork at 5000, is no better candidate than node3, which has node2's timeline 2.
+  const newTimeline = { timeline: 2, history: [{ timeline: 1, endLsn: 5000 }] };
+  const lastHolder = member('node2', { role: 'primary', upstream: null, ...newTimeline, flushedLsn: 7000, publishedAtMs: now - 1500, synchronous: { quorum: 1, standbys: ['node1', 'node3'] } });
+  const oldPrimaryPastFork = detached('node1', 6000, { timeline: 1, history: [] });
+  const me = observation('node3', { upstream: null, streaming: false, ...newTimeline, flushedLsn: 7000, replayedLsn: 7000 });
+  const made = decide(view(me, { record: lease({ holder: 'node2', expiresAtMs: now - 1000 }), members: [lastHolder, oldPrimaryPastFork] }), config, now);
+  assert.deepEqual(steps(made), ['acquireLease', 'promote'], made.reason);
 });
 
 test('a lease released by the supervisor after a proven death ends the term at once', () => {

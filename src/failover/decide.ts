@@ -15,7 +15,7 @@ import type {
   View,
   Wal,
 } from './types.ts';
-import { canStreamFrom, containsWal, formatBytes, formatLsn } from './wal.ts';
+import { canStreamFrom, commonPosition, containsWal, formatBytes, formatLsn } from './wal.ts';
 
 /**
  * How long before its lease ends a primary that cannot renew stops taking writes: the next tick can
@@ -107,7 +107,15 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
   if (node.role === 'primary') {
     const renew: Action = { type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs };
     if (!node.running) {
-      return decision([renew, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me} and hold the lease`);
+      const downMs = node.downSinceMs === null ? 0 : now - node.downSinceMs;
+      if (downMs >= config.primaryStartTimeoutMs) {
+        const message = `${me}'s PostgreSQL has not come back in ${downMs} ms; released the lease so a standby can take over`;
+        return decision(
+          [{ type: 'releaseLease', revision: record.revision, rollback: false }, alert('primary-start-failed', 'critical', message)],
+          `releasing the lease: I am ${me}, the primary, and my PostgreSQL has been down ${downMs} ms (primaryStartTimeoutMs ${config.primaryStartTimeoutMs})`,
+        );
+      }
+      return decision([renew, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me} and hold the lease; down for ${downMs} ms`);
     }
     const actions: Action[] = [renew];
     const desired = desiredSynchronous(config, me);
@@ -302,9 +310,18 @@ function decideCandidacy(
 
   const lastPrimaryLsn = lastState?.flushedLsn ?? 0;
   const lagOf = (wal: Wal): number => Math.max(0, lastPrimaryLsn - wal.flushedLsn);
+  // What of a final standby's WAL can hold acknowledged writes: all of it, unless it left the last
+  // holder's history (an old primary demoted with WAL nobody acknowledged past the fork), then the
+  // part up to the fork. Acknowledged writes of the holder's term are on its timeline; those of
+  // earlier terms are before the fork, because the promotion that forked was proven to hold them.
+  // Only when the holder published a timeline at least as new as the standby's: a stale record of
+  // the holder must not cut a standby that followed it onto a newer timeline.
+  const holderWal = lastState === undefined ? null : { ...lastState, flushedLsn: Number.POSITIVE_INFINITY };
+  const acknowledgedPart = (wal: Wal): Wal =>
+    holderWal === null || wal.timeline > holderWal.timeline ? wal : { ...wal, flushedLsn: commonPosition(wal, holderWal) };
   // The first final standby whose WAL `wal` lacks, or null when it contains them all.
   const shortfallOf = (wal: Wal): string | null => {
-    for (const final of finals) if (!containsWal(wal, final.wal)) return final.name;
+    for (const final of finals) if (!containsWal(wal, acknowledgedPart(final.wal))) return final.name;
     return null;
   };
   const lag = lagOf(node);
@@ -427,6 +444,7 @@ function checkInputs(view: View, config: DecideConfig, now: number): void {
   if (!(config.loopIntervalMs > 0)) fail(`loopIntervalMs must be positive, got ${config.loopIntervalMs}`);
   if (!(config.leaseTtlMs > margin)) fail(`leaseTtlMs (${config.leaseTtlMs}) must exceed the safety margin of 2 × loopIntervalMs (${margin})`);
   if (!(config.failoverDeadlineMs > margin)) fail(`failoverDeadlineMs (${config.failoverDeadlineMs}) must exceed 2 × loopIntervalMs (${margin})`);
+  if (!(config.primaryStartTimeoutMs > 0)) fail(`primaryStartTimeoutMs must be positive, got ${config.primaryStartTimeoutMs}`);
   if (!(config.synchronousQuorum >= 0)) fail(`synchronousQuorum must not be negative, got ${config.synchronousQuorum}`);
   if (!(config.maximumLagOnFailoverBytes >= 0)) fail(`maximumLagOnFailoverBytes must not be negative, got ${config.maximumLagOnFailoverBytes}`);
   for (const member of view.members) {

@@ -117,6 +117,18 @@ const regressions: readonly { readonly what: string; readonly line: string }[] =
     what: 'a rolled-back candidate taking the lease again as soon as its previous term expired',
     line: 'seed 11437: 3 nodes, ANY 2, ttl 2000 ms, loop 500 ms, deadline 6000 ms, max lag 0 B, faults until 30000 ms, end 52000 ms; 10000:promote-hang(node1) 17700:kill(primary) 19300:restart(primary) 19300:kill(primary) 19500:restart(primary) 28500:store-down 29800:store-up',
   },
+  {
+    what: 'a primary whose PostgreSQL cannot start again kept renewing its lease (now released after primaryStartTimeoutMs)',
+    line: 'seed 1: 3 nodes, ANY 1, ttl 2000 ms, loop 500 ms, deadline 6000 ms, max lag 16777216 B, faults until 10000 ms, end 40000 ms; 2000:break-postgres(primary); start timeout 6000 ms',
+  },
+  {
+    what: 'a demoted old primary with WAL past the fork and the new timeline\'s standby each waiting for the other',
+    line: 'seed 8972: 3 nodes, ANY 1, ttl 5000 ms, loop 500 ms, deadline 10000 ms, max lag 16777216 B, faults until 10000 ms, end 60000 ms; 700:freeze(primary) 2300:lag(node2) 4300:freeze(primary) 5100:lag-end(node2) 8200:maintenance-on[19600] 8500:kill-agent(primary) 9300:thaw(primary) 9800:break-postgres(primary) 10000:restart(primary); start timeout 15000 ms',
+  },
+  {
+    what: 'the same standoff among five nodes after a primary broke for good',
+    line: 'seed 2750: 5 nodes, ANY 1, ttl 3000 ms, loop 500 ms, deadline 12000 ms, max lag 16777216 B, faults until 30000 ms, end 70000 ms; 3000:lost-replies(primary) 3200:freeze(primary) 5200:lag(node2) 9300:thaw(primary) 9400:replies-ok(primary) 16700:lag-end(node2) 20100:break-postgres(primary) 21000:kill-postgres(primary) 23400:kill(primary) 30000:restart(primary); start timeout 9000 ms',
+  },
 ];
 
 for (const regression of regressions) {

@@ -52,6 +52,8 @@ export type FaultKind =
   | 'kill' // kill -9 of the agent and its PostgreSQL
   | 'kill-postgres' // kill -9 of PostgreSQL alone; its agent starts it again
   | 'kill-agent' // kill -9 of the agent alone; PostgreSQL keeps running
+  | 'break-postgres' // kill -9 of PostgreSQL, which then cannot start (a damaged data directory, a full disk)
+  | 'repair' // every broken PostgreSQL can start again ("primary" would name another node by then)
   | 'restart' // the supervisor starts a dead agent again
   | 'freeze' // SIGSTOP of agent and PostgreSQL; a decision made just before may be carried out at thaw
   | 'thaw'
@@ -152,11 +154,14 @@ export function scheduleFor(seed: number): Schedule {
     loopIntervalMs,
     failoverDeadlineMs: leaseTtlMs * rng.pick([2, 3, 4]),
     maximumLagOnFailoverBytes: rng.pick([0, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024]),
+    primaryStartTimeoutMs: leaseTtlMs * rng.pick([2, 3, 5]),
   };
   const faultWindowMs = rng.pick([10_000, 20_000, 30_000]);
   const faults: FaultEvent[] = [];
   const target = (): string => (rng.chance(0.5) ? 'primary' : rng.pick(members));
   const count = rng.int(1, 8);
+  // At most one node broken for good, and no repair after it (a repair mends every node).
+  let brokenForGood = false;
   for (let i = 0; i < count; i += 1) {
     const atMs = rng.int(5, faultWindowMs / stepMs - 1) * stepMs;
     const lengthMs = rng.int(1, 120) * stepMs;
@@ -166,7 +171,7 @@ export function scheduleFor(seed: number): Schedule {
       faults.push({ atMs, kind: start, node: who, durationMs });
       if (rng.chance(0.85)) faults.push({ atMs: endMs, kind: end, node: who, durationMs: 0 });
     };
-    switch (rng.int(0, 11)) {
+    switch (rng.int(0, 12)) {
       case 0:
       case 1:
         pair('kill', 'restart', node);
@@ -199,6 +204,16 @@ export function scheduleFor(seed: number): Schedule {
         if (rng.chance(0.5)) pair('late-reads', 'timely-reads', rng.pick(members), rng.int(1, 30) * stepMs);
         else pair('lost-replies', 'replies-ok', node);
         break;
+      case 11:
+        // A node whose PostgreSQL cannot come back. Left broken for good only where the others can
+        // still form a quorum and a standby may be promoted whatever WAL the broken node had beyond
+        // the acknowledged (max lag 16 MiB, more than a schedule writes), so the quiet period can
+        // demand a primary that acknowledges writes. Otherwise waiting is the right answer.
+        faults.push({ atMs, kind: 'break-postgres', node, durationMs: 0 });
+        const mayStayBroken = !brokenForGood && nodeCount - 2 >= synchronousQuorum && config.maximumLagOnFailoverBytes >= 16 * 1024 * 1024;
+        if (!mayStayBroken || rng.chance(0.5)) faults.push({ atMs: endMs, kind: 'repair', node: null, durationMs: 0 });
+        else brokenForGood = true;
+        break;
       default:
         // Two faults at once on the primary: the classic double failure.
         faults.push({ atMs, kind: 'lag', node: rng.pick(members), durationMs: 0 });
@@ -207,7 +222,7 @@ export function scheduleFor(seed: number): Schedule {
     }
   }
   faults.sort((a, b) => a.atMs - b.atMs);
-  const quietMs = config.failoverDeadlineMs + 3 * leaseTtlMs + 20 * loopIntervalMs;
+  const quietMs = config.failoverDeadlineMs + config.primaryStartTimeoutMs + 3 * leaseTtlMs + 20 * loopIntervalMs;
   return { seed, config, stepMs, faultWindowMs, endMs: faultWindowMs + quietMs, faults };
 }
 
@@ -261,6 +276,10 @@ interface SimNode {
   agentAlive: boolean;
   frozen: boolean;
   pgRunning: boolean;
+  /** PostgreSQL cannot start (break-postgres until repair). */
+  startBroken: boolean;
+  /** The agent's memory of since when its PostgreSQL has been down (observe() keeps it). */
+  downSinceMs: number | null;
   // PostgreSQL: its data directory and server.
   role: Role;
   timeline: number;
@@ -332,6 +351,8 @@ class Simulation {
       agentAlive: true,
       frozen: false,
       pgRunning: true,
+      startBroken: false,
+      downSinceMs: null,
       role: name === primary ? 'primary' : 'standby',
       timeline: 1,
       history: [],
@@ -416,6 +437,14 @@ class Simulation {
         return;
       case 'kill-postgres':
         if (node !== null) this.killPostgres(node);
+        return;
+      case 'break-postgres':
+        if (node === null) return;
+        this.killPostgres(node);
+        node.startBroken = true;
+        return;
+      case 'repair':
+        for (const broken of this.nodes) broken.startBroken = false;
         return;
       case 'kill-agent':
         if (node !== null) this.killAgent(node);
@@ -523,6 +552,7 @@ class Simulation {
 
   private killAgent(node: SimNode): void {
     node.agentAlive = false;
+    node.downSinceMs = null;
     node.pendingDecision = null;
     node.lastKnownLease = null;
     node.lastKnownMaintenance = null;
@@ -675,9 +705,12 @@ class Simulation {
   }
 
   private observe(node: SimNode): NodeObservation {
+    if (node.pgRunning) node.downSinceMs = null;
+    else node.downSinceMs ??= this.now;
     return {
       name: node.name,
       running: node.pgRunning,
+      downSinceMs: node.downSinceMs,
       role: node.role,
       timeline: node.timeline,
       history: node.history,
@@ -867,7 +900,7 @@ class Simulation {
       case 'rewind': {
         if (node.role !== 'standby') return this.invalid(node, action, late, 'a primary must be demoted before a rewind');
         const source = this.byName.get(action.node);
-        if (source === undefined || !source.pgRunning || source.frozen) return false;
+        if (source === undefined || !source.pgRunning || source.frozen || node.startBroken) return false;
         node.flushedLsn = commonPosition(node, source);
         node.timeline = source.timeline;
         node.history = source.history;
@@ -881,6 +914,7 @@ class Simulation {
       }
       case 'start': {
         if (node.pgRunning) return true;
+        if (node.startBroken) return false;
         if (action.role === 'primary' && node.role !== 'primary') return this.invalid(node, action, late, "the data directory is a standby's");
         node.pgRunning = true;
         if (action.role === 'standby') {
@@ -1023,7 +1057,7 @@ function describeLease(lease: LeaseRecord | null, now: number): string {
  */
 export function parseSchedule(line: string): Schedule {
   const match =
-    /seed (\d+): (\d+) nodes, ANY (\d+), ttl (\d+) ms, loop (\d+) ms, deadline (\d+) ms, max lag (\d+) B, faults until (\d+) ms, end (\d+) ms;(.*)$/.exec(line);
+    /seed (\d+): (\d+) nodes, ANY (\d+), ttl (\d+) ms, loop (\d+) ms, deadline (\d+) ms, max lag (\d+) B, faults until (\d+) ms, end (\d+) ms;(.*?)(?:; start timeout (\d+) ms)?$/.exec(line);
   if (match === null) throw new Error(`parseSchedule: not a schedule line: "${line}"`);
   const number = (i: number): number => Number(match[i]);
   const members = Array.from({ length: number(2) }, (_, i) => `node${i + 1}`);
@@ -1045,6 +1079,8 @@ export function parseSchedule(line: string): Schedule {
       loopIntervalMs: number(5),
       failoverDeadlineMs: number(6),
       maximumLagOnFailoverBytes: number(7),
+      // Lines written before the setting existed ran with it equal to the deadline.
+      primaryStartTimeoutMs: match[11] === undefined ? number(6) : Number(match[11]),
     },
     stepMs,
     faultWindowMs: number(8),
@@ -1062,6 +1098,6 @@ export function describeSchedule(schedule: Schedule): string {
   return (
     `seed ${schedule.seed}: ${c.members.length} nodes, ANY ${c.synchronousQuorum}, ttl ${c.leaseTtlMs} ms, ` +
     `loop ${c.loopIntervalMs} ms, deadline ${c.failoverDeadlineMs} ms, max lag ${c.maximumLagOnFailoverBytes} B, ` +
-    `faults until ${schedule.faultWindowMs} ms, end ${schedule.endMs} ms; ${faults}`
+    `faults until ${schedule.faultWindowMs} ms, end ${schedule.endMs} ms; ${faults}; start timeout ${c.primaryStartTimeoutMs} ms`
   );
 }

@@ -48,6 +48,11 @@ export interface NodeObservation extends Wal {
   /** PostgreSQL accepts connections. */
   readonly running: boolean;
   /**
+   * Since when (this agent's clock) PostgreSQL has not answered; null while it runs. An agent that
+   * starts counts from its own start, so a restarted agent gives its server the full time again.
+   */
+  readonly downSinceMs: number | null;
+  /**
    * What the server is. When it is not running, what its data directory would start as
    * (`standby.signal` present → standby; `pg_controldata` "in production" → primary).
    */
@@ -149,6 +154,11 @@ export interface DecideConfig {
   readonly loopIntervalMs: number;
   readonly failoverDeadlineMs: number;
   readonly maximumLagOnFailoverBytes: number;
+  /**
+   * A lease holder whose PostgreSQL has been down this long (restarts in place failing) releases the
+   * lease so a standby takes over: a primary that cannot start must not hold the cluster (invariant 7).
+   */
+  readonly primaryStartTimeoutMs: number;
 }
 
 /** Alert codes `decide()` raises; the alerting part deduplicates by code while the condition lasts. */
@@ -161,6 +171,7 @@ export type FailoverAlertCode =
   | 'no-safe-candidate'
   | 'no-lease'
   | 'failover-rolled-back'
+  | 'primary-start-failed'
   | 'maintenance-holds-failover';
 
 /**

@@ -18,6 +18,7 @@ export function decideConfigOf(config: ReturnType<typeof loadConfig>, members: r
     loopIntervalMs: config.cluster.loopIntervalMs,
     failoverDeadlineMs: config.cluster.failoverDeadlineMs,
     maximumLagOnFailoverBytes: config.cluster.maximumLagOnFailoverBytes,
+    primaryStartTimeoutMs: config.cluster.primaryStartTimeoutMs,
   };
 }
 
