@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 /** What a writer saw. */
 export interface WriterReport {
   acked: Array<{ id: string; seq: number; clientMessageId: string; atMs: number }>;
-  failures: Array<{ status: number; code?: string; retryAfter: string | null; atMs: number }>;
+  /** Each refused or failed attempt: its answer (status 0: no answer within the client's 10 s) and how long it took. */
+  failures: Array<{ status: number; code?: string; retryAfter: string | null; atMs: number; tookMs: number }>;
 }
 
 async function call(base: string, path: string, init: { method?: string; body?: unknown; token?: string } = {}, timeoutMs = 10_000) {
@@ -33,6 +34,7 @@ export async function startWriter(base: string) {
       const clientMessageId = randomUUID();
       // Bounded retries of one message; the same id every time.
       for (let attempt = 0; attempt < 600 && running; attempt++) {
+        const startedMs = Date.now();
         try {
           const answer = await call(base, `/v1/conversations/${conversation.id}/messages`, { method: 'POST', token, body: { clientMessageId, body: `w${report.acked.length}` } });
           if (answer.status === 200 || answer.status === 201) {
@@ -40,9 +42,9 @@ export async function startWriter(base: string) {
             report.acked.push({ id: m.id, seq: m.seq, clientMessageId, atMs: Date.now() });
             break;
           }
-          report.failures.push({ status: answer.status, code: answer.body?.code, retryAfter: answer.retryAfter, atMs: Date.now() });
+          report.failures.push({ status: answer.status, code: answer.body?.code, retryAfter: answer.retryAfter, atMs: Date.now(), tookMs: Date.now() - startedMs });
         } catch {
-          report.failures.push({ status: 0, retryAfter: null, atMs: Date.now() });
+          report.failures.push({ status: 0, retryAfter: null, atMs: Date.now(), tookMs: Date.now() - startedMs });
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
