@@ -102,13 +102,23 @@ export function createDatabase(options: DatabaseOptions): Database {
   pool.on('error', () => undefined);
   const waitingMax = options.waitingMax ?? options.poolSize * 50;
   const serverAddress = addressOf(options.url);
+  const listened = new WeakSet<pg.PoolClient>();
 
   async function connect(): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      return await pool.connect();
+      client = await pool.connect();
     } catch (error) {
       throw classifyDatabaseError(error);
     }
+    // A server that dies (a failover) sends "terminating connection" to every client; one checked
+    // out at that moment emits it as an 'error' event, which without a listener kills the whole app
+    // server. The query under way fails on its own and is classified; the event needs no action.
+    if (!listened.has(client)) {
+      listened.add(client);
+      client.on('error', () => undefined);
+    }
+    return client;
   }
 
   /**

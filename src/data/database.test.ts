@@ -1,0 +1,46 @@
+// Proves the pool survives its server dying under it: a connection terminated while checked out
+// (what every connection gets when the primary goes away in a failover) fails the work under way
+// with storage_unavailable instead of crashing the process with an unhandled 'error' event, and the
+// pool serves the next query on a fresh connection.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { isParleyError } from '../errors/errors.ts';
+import { startThrowawayServer, type ThrowawayServer } from '../postgres/postgres.ts';
+import { createDatabase, type Database } from './database.ts';
+
+let server: ThrowawayServer;
+let db: Database;
+
+before(async () => {
+  server = await startThrowawayServer();
+  db = createDatabase({ url: server.superuserUrl, poolSize: 2, queryTimeoutMs: 5000, connectTimeoutMs: 5000 });
+});
+after(async () => {
+  await db?.close();
+  await server?.stop();
+});
+
+async function terminate(pid: number): Promise<void> {
+  const admin = new pg.Client({ connectionString: server.superuserUrl });
+  await admin.connect();
+  try {
+    await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+  } finally {
+    await admin.end();
+  }
+}
+
+test('a connection terminated while checked out fails its transaction with 503, and the pool goes on', async () => {
+  await assert.rejects(
+    db.transaction(async (tx) => {
+      const pid = (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      await terminate(pid);
+      // The FATAL arrives while no query runs on this client: an 'error' event, not a rejection.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }),
+    (error: unknown) => isParleyError(error) && error.code === 'storage_unavailable',
+  );
+  const answer = await db.query<{ one: number }>('SELECT 1 AS one');
+  assert.equal(answer.rows[0]!.one, 1);
+});
