@@ -238,12 +238,12 @@ The block below is regenerated on every run; text outside it is kept.
 `;
 
 /** Writes the block into `file`, replacing the previous block and keeping everything else. */
-export function writeReport(file: string, block: string): void {
+export function writeReport(file: string, block: string, markers: { start: string; end: string } = { start: blockStart, end: blockEnd }): void {
   const current = existsSync(file) ? readFileSync(file, 'utf8') : defaultPreamble;
-  const start = current.indexOf(blockStart);
-  const end = current.indexOf(blockEnd);
+  const start = current.indexOf(markers.start);
+  const end = current.indexOf(markers.end);
   let next: string;
-  if (start >= 0 && end > start) next = current.slice(0, start) + block + current.slice(end + blockEnd.length);
+  if (start >= 0 && end > start) next = current.slice(0, start) + block + current.slice(end + markers.end.length);
   else next = `${current.trimEnd()}\n\n${block}\n`;
   writeFileSync(file, next.endsWith('\n') ? next : `${next}\n`);
 }
