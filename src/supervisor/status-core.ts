@@ -62,15 +62,16 @@ export function formatStatus(status: ClusterStatus): string {
     `primary: ${status.primary ?? 'none'}    lease: ${status.lease ? `${status.lease.holder} ${status.lease.active ? `until ${status.lease.expiresAt}` : '(term ended)'}` : 'unknown'}    maintenance: ${status.maintenance ? `on (${status.maintenance.reason})` : 'off'}`,
     '',
     ...table([
-      ['NODE', 'ROLE', 'STATE', 'PORT', 'PID', 'LSN', 'LAG', 'SYNC'],
+      ['NODE', 'ROLE', 'STATE', 'PORT', 'PID', 'AGENT', 'LSN', 'LAG', 'SYNC'],
       ...status.nodes.map((node) => [
         node.name,
         node.role,
         node.state + (node.detail ? ` (${node.detail})` : ''),
         String(node.port),
         dash(node.pid),
+        dash(node.agentPid),
         dash(node.lsn),
-        node.lagBytes === null ? '-' : `${node.lagBytes} B`,
+        node.lagBytes === null ? '-' : `${node.lagBytes} B${node.lagSeconds === null ? '' : ` / ${node.lagSeconds.toFixed(1)} s`}`,
         dash(node.sync),
       ]),
     ]),
