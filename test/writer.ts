@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 
 /** What a writer saw. */
 export interface WriterReport {
-  acked: Array<{ id: string; seq: number; clientMessageId: string; atMs: number }>;
+  /** Each acknowledged message: when the answer came (atMs) and when the attempt that got it began. */
+  acked: Array<{ id: string; seq: number; clientMessageId: string; atMs: number; startedMs: number }>;
   /** Each refused or failed attempt: its answer (status 0: no answer within the client's 10 s) and how long it took. */
   failures: Array<{ status: number; code?: string; retryAfter: string | null; atMs: number; tookMs: number }>;
 }
@@ -39,7 +40,7 @@ export async function startWriter(base: string) {
           const answer = await call(base, `/v1/conversations/${conversation.id}/messages`, { method: 'POST', token, body: { clientMessageId, body: `w${report.acked.length}` } });
           if (answer.status === 200 || answer.status === 201) {
             const m = answer.body.message;
-            report.acked.push({ id: m.id, seq: m.seq, clientMessageId, atMs: Date.now() });
+            report.acked.push({ id: m.id, seq: m.seq, clientMessageId, atMs: Date.now(), startedMs });
             break;
           }
           report.failures.push({ status: answer.status, code: answer.body?.code, retryAfter: answer.retryAfter, atMs: Date.now(), tookMs: Date.now() - startedMs });
@@ -82,9 +83,11 @@ export async function startWriter(base: string) {
   };
 }
 
-/** The largest gap between consecutive acknowledgements that spans `atMs`. */
+/**
+ * How long writes were out after a fault at `atMs`: from then to the acknowledgement of the first
+ * send begun after it (a send already under way may still be acknowledged by the old primary).
+ */
 export function gapAround(report: WriterReport, atMs: number): number {
-  const before = report.acked.filter((a) => a.atMs <= atMs).at(-1);
-  const after = report.acked.find((a) => a.atMs > atMs);
-  return before && after ? after.atMs - before.atMs : Number.NaN;
+  const after = report.acked.find((a) => a.startedMs > atMs);
+  return after ? after.atMs - atMs : Number.NaN;
 }
