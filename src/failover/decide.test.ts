@@ -373,6 +373,22 @@ test('a standby on the newest timeline does not wait for an old primary whose ex
   assert.deepEqual(steps(made), ['acquireLease', 'promote'], made.reason);
 });
 
+test('during maintenance no agent starts or rewinds its PostgreSQL, and the primary keeps its lease', () => {
+  // Proves invariant 6's "hands off": an operator may stop servers on purpose while maintenance is on.
+  const maintenance: MaintenanceRecord = { revision: '4', active: true, expiresAtMs: now + 60_000, reason: 'kernel upgrade', owner: 'ops' };
+  const primaryDown = primaryObservation('node1', { running: false, downSinceMs: now - 60_000 });
+  const held = decide(view(primaryDown, { maintenance }), config, now);
+  assert.deepEqual(steps(held), ['renewLease']);
+  assert.match(held.reason, /left alone during maintenance \(maintenance: kernel upgrade, by ops\)/);
+  assert.deepEqual(steps(decide(view(primaryDown, { maintenance, record: lease({ expiresAtMs: now - 1 }) }), config, now)), ['acquireLease']);
+  const standbyDown = observation('node2', { running: false });
+  assert.deepEqual(steps(decide(view(standbyDown, { maintenance }), config, now)), []);
+  assert.deepEqual(steps(decide(view(standbyDown, { maintenance, unreachable: true }), config, now)), []);
+  // Once it ends, the primary starts its server in place (the downtime under maintenance is the shell's to forget).
+  const ended = { ...maintenance, active: false };
+  assert.deepEqual(steps(decide(view(primaryObservation('node1', { running: false, downSinceMs: now - 500 }), { maintenance: ended }), config, now)), ['renewLease', 'start(primary)']);
+});
+
 test('a lease released by the supervisor after a proven death ends the term at once', () => {
   // Proves the fast path of DESIGN.md's "faster than a lease's TTL": no waiting for expiry.
   const released = lease({ released: true, expiresAtMs: now - 10 });

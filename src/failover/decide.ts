@@ -107,6 +107,9 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
   if (node.role === 'primary') {
     const renew: Action = { type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs };
     if (!node.running) {
+      if (maintenanceActive(view.maintenance, now)) {
+        return decision([renew], `no action: I am ${me}, the primary, holding the lease; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
+      }
       const downMs = node.downSinceMs === null ? 0 : now - node.downSinceMs;
       if (downMs >= config.primaryStartTimeoutMs) {
         const message = `${me}'s PostgreSQL has not come back in ${downMs} ms; released the lease so a standby can take over`;
@@ -169,6 +172,9 @@ function decideUnderHolder(view: View, now: number, record: LeaseRecord): Decisi
     );
   }
   if (!node.running) {
+    if (maintenanceActive(view.maintenance, now)) {
+      return decision([], `no action: I am ${me}; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
+    }
     return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: ${holder} holds the lease`);
   }
   const holderState = findMember(view, holder);
@@ -182,6 +188,9 @@ function decideUnderHolder(view: View, now: number, record: LeaseRecord): Decisi
     return decision([], `no action: I am ${me}; ${holder} holds the lease and is not primary yet${maintenanceNote(view, now)}`);
   }
   const compatible = canStreamFrom(node, holderState);
+  if (!compatible && maintenanceActive(view.maintenance, now)) {
+    return decision([], `no action: I am ${me}; my WAL is not on ${holder}'s timeline, and the rewind waits for the end of maintenance${maintenanceNote(view, now)}`);
+  }
   if (!compatible) {
     return decision(
       [{ type: 'rewind', node: holder }],
@@ -223,9 +232,12 @@ function decideWithoutHolder(view: View, config: DecideConfig, now: number, reco
     );
   }
   if (!node.running) {
+    const leftAlone = maintenanceActive(view.maintenance, now);
     if (node.role === 'primary' && myTermUnbroken) {
+      if (leftAlone) return decision([acquire], `acquiring the lease again: I am ${me}, the last holder; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
       return decision([acquire, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me}, the last holder, and nobody took the lease since`);
     }
+    if (leftAlone) return decision([], `no action: I am ${me}; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
     return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: nobody holds the lease`);
   }
 
@@ -364,6 +376,9 @@ function decideWithoutStore(view: View, config: DecideConfig, now: number, lastK
   const node = view.node;
   const me = node.name;
   if (!node.running) {
+    if (maintenanceActive(view.maintenance, now)) {
+      return decision([], `no action: the lease store is unreachable; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
+    }
     return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: the lease store is unreachable`);
   }
   if (node.role === 'standby') {
