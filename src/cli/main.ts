@@ -5,7 +5,19 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/config.ts';
 import { isParleyError } from '../errors/errors.ts';
-import { addOperator, formatStatus, readStatus, runAgentProcess, runAppServer, runUp, stopRunning, statePaths } from '../supervisor/supervisor.ts';
+import {
+  addOperator,
+  formatStatus,
+  readStatus,
+  runAgentProcess,
+  runAppServer,
+  runMaintenance,
+  runUp,
+  startMaintenance,
+  stopMaintenance,
+  stopRunning,
+  statePaths,
+} from '../supervisor/supervisor.ts';
 
 /** Exit code for a command that failed. */
 export const exitFailure = 1;
@@ -54,7 +66,7 @@ export function buildProgram(): Command {
     .description('start PostgreSQL and the app servers in the foreground; Ctrl-C or "parley down" stops them')
     .option('--dir <dir>', 'state directory (data, logs, secrets)', '.parley')
     .option('--config <file>', 'YAML or JSON configuration file (PARLEY_* environment variables override it)')
-    .option('--nodes <n>', 'PostgreSQL nodes, overrides cluster.nodes (default 3); only node1 runs until replication lands', integer('--nodes'))
+    .option('--nodes <n>', 'PostgreSQL nodes, overrides cluster.nodes (default 3): a primary and N-1 synchronous standbys', integer('--nodes'))
     .option('--app-servers <n>', 'app servers on consecutive ports, overrides app.servers (default 1)', integer('--app-servers'))
     .option('--port <port>', 'HTTP port of the first app server, overrides http.port (default 8080)', integer('--port'))
     .action(async (options: { dir: string; config?: string; nodes?: number; appServers?: number; port?: number }) => {
@@ -96,6 +108,45 @@ export function buildProgram(): Command {
       say(`ok: ${file ?? 'defaults + PARLEY_* environment'}`);
     });
 
+  const maintenance = program
+    .command('maintenance')
+    .description('maintenance mode: no automatic failover, agents leave PostgreSQL alone; ends by itself at its ttl');
+  maintenance
+    .command('start')
+    .description('turn maintenance on; returns once every live agent has acknowledged it')
+    .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
+    .option('--ttl <duration>', 'how long before it ends by itself, e.g. 30m, 1h, 1h30m (default maintenance.defaultTtlMs, 1 h)')
+    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file (for maintenance.* limits)')
+    .action(async (options: { reason: string; ttl?: string; node?: string; dir: string; config?: string }) => {
+      const started = await startMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, configFile: options.config });
+      say(`maintenance on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; no automatic failover until it ends`);
+    });
+  maintenance
+    .command('stop')
+    .description('turn maintenance off; returns once every live agent has acknowledged it')
+    .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
+    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file (for maintenance.* limits)')
+    .action(async (options: { reason: string; node?: string; dir: string; config?: string }) => {
+      const stopped = await stopMaintenance({ dir: options.dir, reason: options.reason, node: options.node, configFile: options.config });
+      say(`maintenance ${stopped.wasOn ? 'off' : 'was not on; recorded as off'}; acknowledged by ${stopped.acknowledgedBy.join(', ') || 'no running agent'}`);
+    });
+  maintenance
+    .command('run')
+    .description('maintenance on, run COMMAND, wait for a healthy cluster, maintenance off; on failure it stays on')
+    .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
+    .option('--ttl <duration>', 'ttl of the maintenance, e.g. 30m (default maintenance.defaultTtlMs)')
+    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file (for maintenance.* limits)')
+    .argument('<command...>', 'the command and its arguments, after --')
+    .action(async (command: string[], options: { reason: string; ttl?: string; node?: string; dir: string; config?: string }) => {
+      await runMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, configFile: options.config, command, out: say });
+    });
+
   const operator = program.command('operator').description('operator accounts');
   operator
     .command('add')
@@ -130,7 +181,7 @@ export function buildProgram(): Command {
       process.exit(0);
     });
 
-  for (const command of [program, ...program.commands, ...config.commands, ...operator.commands]) {
+  for (const command of [program, ...program.commands, ...config.commands, ...maintenance.commands, ...operator.commands]) {
     command.exitOverride();
     // Commander's own error printing is replaced by the single line in `main`.
     command.configureOutput({ outputError: () => undefined, writeErr: () => undefined });

@@ -102,6 +102,18 @@ export const configSchema = z
         connectTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
       })
       .prefault({}),
+    maintenance: z
+      .strictObject({
+        /** How long `parley maintenance start` lasts without --ttl. */
+        defaultTtlMs: z.number().int().min(1000).max(7 * 24 * 3_600_000).default(3_600_000),
+        /** The longest --ttl accepted: maintenance always ends by itself. */
+        maxTtlMs: z.number().int().min(1000).max(7 * 24 * 3_600_000).default(8 * 3_600_000),
+        /** How long `start` and `stop` wait for every live agent to acknowledge. */
+        acknowledgeTimeoutMs: z.number().int().min(1000).max(120_000).default(10_000),
+        /** How long `maintenance run` waits, after its command, for the cluster to be healthy again. */
+        recoverTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
+      })
+      .prefault({}),
     alerting: z
       .strictObject({
         channels: z.array(channel).default([]),
@@ -135,6 +147,13 @@ export const configSchema = z
         code: 'custom',
         path: ['cluster', 'primaryStartTimeoutMs'],
         message: `must be at least 2 × cluster.leaseTtlMs (${2 * config.cluster.leaseTtlMs}); a restart in place needs more than one lease term`,
+      });
+    }
+    if (config.maintenance.defaultTtlMs > config.maintenance.maxTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maintenance', 'defaultTtlMs'],
+        message: `must not exceed maintenance.maxTtlMs (${config.maintenance.maxTtlMs})`,
       });
     }
     const names = new Set<string>();

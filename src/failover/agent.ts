@@ -27,7 +27,7 @@ import {
   type PgBinaries,
   type ServerHandle,
 } from '../postgres/postgres.ts';
-import { decide, memberStateOf } from './decide.ts';
+import { decide, maintenanceActive, memberStateOf } from './decide.ts';
 import { isLeaseStoreUnavailable, type Entry, type LeaseStore } from './lease-store.ts';
 import type { Action, DecideConfig, LeaseRecord, LeaseView, MaintenanceRecord, MemberState, NodeObservation, SynchronousConfig, TimelineSwitch, View } from './types.ts';
 
@@ -393,6 +393,22 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     }
   }
 
+  // What this agent last saw of the maintenance record, to journal each change once.
+  let maintenanceSeen: { revision: string; active: boolean } | null = null;
+  function noteMaintenance(record: MaintenanceRecord | null, now: number): void {
+    const active = maintenanceActive(record, now);
+    if (record !== null && record.revision !== maintenanceSeen?.revision) {
+      journal('maintenance', { event: record.active ? 'acknowledged' : 'ended', revision: record.revision, reason: record.reason, owner: record.owner, expiresAt: new Date(record.expiresAtMs).toISOString() });
+      options.log(record.active ? `maintenance acknowledged: ${record.reason} (by ${record.owner}), until ${new Date(record.expiresAtMs).toISOString()}` : `maintenance ended: ${record.reason} (by ${record.owner})`);
+    } else if (record !== null && maintenanceSeen?.active === true && !active && record.active) {
+      journal('maintenance', { event: 'expired', revision: record.revision, reason: record.reason, owner: record.owner });
+      options.log(`maintenance expired: ${record.reason} (by ${record.owner}) reached its ttl`);
+    }
+    maintenanceSeen = record === null ? null : { revision: record.revision, active };
+    // Downtime under maintenance is the operator's: the restart timeout counts from its end.
+    if (active && downSinceMs !== null) downSinceMs = now;
+  }
+
   journal('agent', { event: 'started', pid: process.pid });
   while (!options.signal.aborted) {
     const tickStart = Date.now();
@@ -400,6 +416,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const node = await observe();
       const stored = await readStore();
       const now = Date.now();
+      noteMaintenance(stored.maintenance, now);
       const view: View = { node, lease: stored.lease, maintenance: stored.maintenance, members: stored.members, failsafe: [] };
       const decision = decide(view, options.decideConfig, now);
       if (decision.reason !== lastReason) {
@@ -428,8 +445,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const record = lastKnownLease as LeaseRecord | null;
       primarySeen = record && !record.released && record.expiresAtMs > Date.now() ? record.holder : null;
       const after = await observe();
+      // maintenanceRevision: what `parley maintenance start` waits for; decide() ignores it.
+      const published = { ...memberStateOf(after, primarySeen, Date.now()), maintenanceRevision: (maintenanceSeen as { revision: string } | null)?.revision ?? null };
       await options.store
-        .put(`${leaseKeys.memberPrefix}${options.name}`, JSON.stringify(memberStateOf(after, primarySeen, Date.now())), {
+        .put(`${leaseKeys.memberPrefix}${options.name}`, JSON.stringify(published), {
           ttlMs: Math.max(10 * options.decideConfig.loopIntervalMs, 5000),
         })
         .catch(() => undefined);

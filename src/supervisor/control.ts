@@ -105,10 +105,10 @@ async function appStatus(url: string, pid: number | null): Promise<AppServerStat
 /** `parley status`: what supervisor.json says is running, checked against the processes themselves. */
 export async function readStatus(options: { dir: string }): Promise<ClusterStatus> {
   const { state, secrets } = requireRunning(options.dir);
-  const [probed, appServers, lease] = await Promise.all([
+  const [probed, appServers, { lease, maintenance }] = await Promise.all([
     Promise.all(state.nodes.map((node) => nodeStatus(node, secrets))),
     Promise.all(state.appServers.map((app) => appStatus(app.url, app.pid))),
-    readLease(options.dir),
+    readLeaseStore(options.dir),
   ]);
   // Lag and sync state as the primary sees each standby (pg_stat_replication).
   const primaryProbe = probed.find((p) => p.probe?.role === 'primary')?.probe;
@@ -119,7 +119,7 @@ export async function readStatus(options: { dir: string }): Promise<ClusterStatu
   });
   return {
     primary: nodes.find((node) => node.role === 'primary')?.name ?? null,
-    maintenance: null,
+    maintenance,
     lease,
     nodes,
     appServers,
@@ -128,22 +128,36 @@ export async function readStatus(options: { dir: string }): Promise<ClusterStatu
   };
 }
 
-/** The leader record as the lease store holds it, or null when it cannot be read. */
-async function readLease(dir: string): Promise<ClusterStatus['lease']> {
+/**
+ * The leader record and the active maintenance as the lease store holds them; null each when it
+ * cannot be read (or, for maintenance, when none is active: off, stopped, or past its expiry).
+ */
+async function readLeaseStore(dir: string): Promise<{ lease: ClusterStatus['lease']; maintenance: ClusterStatus['maintenance'] }> {
   const paths = statePaths(dir);
   try {
     const file = readJson<LeaseFile>(paths.leaseFile, 'the lease store address');
     const store = createLocalLeaseClient({ url: file.url, token: file.token, timeoutMs: 1500 });
     try {
-      const entry = await store.get(leaseKeys.leader);
-      if (!entry) return null;
-      const record = JSON.parse(entry.value) as { holder: string; expiresAtMs: number; released: boolean };
-      return { holder: record.holder, expiresAt: new Date(record.expiresAtMs).toISOString(), active: !record.released && record.expiresAtMs > Date.now() };
+      const [leader, maintenanceEntry] = await Promise.all([store.get(leaseKeys.leader), store.get(leaseKeys.maintenance)]);
+      const now = Date.now();
+      let lease: ClusterStatus['lease'] = null;
+      if (leader) {
+        const record = JSON.parse(leader.value) as { holder: string; expiresAtMs: number; released: boolean };
+        lease = { holder: record.holder, expiresAt: new Date(record.expiresAtMs).toISOString(), active: !record.released && record.expiresAtMs > now };
+      }
+      let maintenance: ClusterStatus['maintenance'] = null;
+      if (maintenanceEntry) {
+        const m = JSON.parse(maintenanceEntry.value) as { active: boolean; reason: string; owner: string; startedAtMs: number; expiresAtMs: number };
+        if (m.active && m.expiresAtMs > now) {
+          maintenance = { reason: m.reason, owner: m.owner, since: new Date(m.startedAtMs).toISOString(), expiresAt: new Date(m.expiresAtMs).toISOString() };
+        }
+      }
+      return { lease, maintenance };
     } finally {
       await store.close();
     }
   } catch {
-    return null;
+    return { lease: null, maintenance: null };
   }
 }
 

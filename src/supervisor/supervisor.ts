@@ -8,3 +8,4 @@ export { statePaths, type StatePaths, type SupervisorState } from './state.ts';
 export { formatStatus, type AppServerStatus, type ClusterStatus, type NodeStatus } from './status-core.ts';
 export { runUp, type UpOptions } from './up.ts';
 export { runAgentProcess } from './agent-process.ts';
+export { parseDuration, runMaintenance, startMaintenance, stopMaintenance } from './maintenance.ts';

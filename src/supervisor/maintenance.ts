@@ -1,0 +1,215 @@
+// `parley maintenance start | stop | run`: the operator's switch that stops automatic failover
+// (DESIGN.md invariant 6). The state is one record in the lease store (`maintenance`), written with
+// compare-and-set; every agent reads it each tick, journals it and publishes the revision it has
+// seen, which is how `start` and `stop` know that every live agent acknowledged. The record carries
+// its own expiry, so maintenance ends by itself even if nobody runs `stop`. This file decides
+// nothing about failover: decide() reads the record (failover/decide.ts).
+import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { loadConfig, type Config } from '../config/config.ts';
+import { ParleyError } from '../errors/errors.ts';
+import { createLocalLeaseClient, leaseKeys, type LeaseStore } from '../failover/failover.ts';
+import { readStatus, requireRunning } from './control.ts';
+import { isAlive, readJson, statePaths, type LeaseFile } from './state.ts';
+
+/** The value stored under `maintenance` (decide() reads active, expiresAtMs, reason, owner). */
+export interface StoredMaintenance {
+  active: boolean;
+  reason: string;
+  owner: string;
+  startedAtMs: number;
+  expiresAtMs: number;
+  /** Set by `stop`. */
+  endedAtMs?: number;
+  endReason?: string;
+  endedBy?: string;
+}
+
+// How often `start`/`stop`/`run` look at the agents' acknowledgements and the cluster's health.
+const pollMs = 200;
+
+/** "90s", "15m", "1h", "1h30m", "500ms" → milliseconds; throws a one-line usage error otherwise. */
+export function parseDuration(text: string): number {
+  const parts = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$/.exec(text.trim());
+  if (!parts || text.trim() === '' || parts.slice(1).every((p) => p === undefined)) {
+    throw new ParleyError('cli_usage', `--ttl: "${text}" is not a duration; write it like 90s, 15m, 1h or 1h30m`);
+  }
+  const [h, m, s, ms] = parts.slice(1).map((p) => Number(p ?? 0));
+  return h! * 3_600_000 + m! * 60_000 + s! * 1000 + ms!;
+}
+
+/** Who runs this command, for the record and the journal: OS user at host. */
+export function operatorName(): string {
+  let user = process.env.USER ?? 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (containers): keep $USER
+  }
+  return `${user}@${hostname()}`;
+}
+
+function openStore(dir: string): LeaseStore {
+  requireRunning(dir);
+  const file = readJson<LeaseFile>(statePaths(dir).leaseFile, 'the lease store address');
+  return createLocalLeaseClient({ url: file.url, token: file.token, timeoutMs: 2000 });
+}
+
+function journal(dir: string, detail: Record<string, unknown>): void {
+  appendFileSync(statePaths(dir).journalFile, `${JSON.stringify({ at: new Date().toISOString(), node: null, kind: 'operator', ...detail })}\n`);
+}
+
+async function readRecord(store: LeaseStore): Promise<{ revision: string; value: StoredMaintenance } | undefined> {
+  const entry = await store.get(leaseKeys.maintenance);
+  return entry ? { revision: entry.revision, value: JSON.parse(entry.value) as StoredMaintenance } : undefined;
+}
+
+/** Writes the record with compare-and-set on what was read; one retry if someone wrote in between. */
+async function writeRecord(store: LeaseStore, make: (current: StoredMaintenance | undefined) => StoredMaintenance): Promise<string> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const current = await readRecord(store);
+    const value = JSON.stringify(make(current?.value));
+    const written = current ? await store.update(leaseKeys.maintenance, value, current.revision) : await store.create(leaseKeys.maintenance, value);
+    if (written) return written.revision;
+  }
+  throw new ParleyError('conflict', 'the maintenance record changed twice while being written; someone else is changing it, try again');
+}
+
+/**
+ * Waits until every node whose agent runs has published `revision` as seen. Names the ones that
+ * did not within the bound.
+ */
+async function waitForAcknowledgements(dir: string, store: LeaseStore, revision: string, timeoutMs: number): Promise<string[]> {
+  const { state } = requireRunning(dir);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const live = state.nodes.filter((node) => isAlive(node.agentPid ?? null)).map((node) => node.name);
+    const published = new Map(
+      (await store.list(leaseKeys.memberPrefix)).map((entry) => {
+        const member = JSON.parse(entry.value) as { name: string; maintenanceRevision?: string | null };
+        return [member.name, member.maintenanceRevision ?? null] as const;
+      }),
+    );
+    const missing = live.filter((name) => published.get(name) !== revision);
+    if (missing.length === 0) return live;
+    if (Date.now() >= deadline) {
+      throw new ParleyError(
+        'storage_unavailable',
+        `maintenance record written, but ${missing.join(', ')} did not acknowledge it within ${timeoutMs / 1000} s (see ${statePaths(dir).dir}/logs/<node>-agent.log)`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+function rejectNode(node: string | undefined): void {
+  if (node !== undefined) {
+    throw new ParleyError('cli_usage', `--node: maintenance of a single node is not built yet; run cluster-wide maintenance (without --node)`);
+  }
+}
+
+/** `parley maintenance start`: on, acknowledged by every live agent, or an error naming who did not. */
+export async function startMaintenance(options: { dir: string; reason: string; ttl?: string; node?: string; configFile?: string }): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
+  rejectNode(options.node);
+  const config = loadConfig({ file: options.configFile, env: process.env });
+  const ttlMs = options.ttl === undefined ? config.maintenance.defaultTtlMs : parseDuration(options.ttl);
+  if (ttlMs > config.maintenance.maxTtlMs) {
+    throw new ParleyError('cli_usage', `--ttl: ${options.ttl} is longer than maintenance.maxTtlMs (${config.maintenance.maxTtlMs / 60_000} min)`);
+  }
+  if (ttlMs < 1000) throw new ParleyError('cli_usage', `--ttl: ${options.ttl} is shorter than 1 s`);
+  const reason = requireReason(options.reason);
+  const owner = operatorName();
+  const store = openStore(options.dir);
+  try {
+    const now = Date.now();
+    const value: StoredMaintenance = { active: true, reason, owner, startedAtMs: now, expiresAtMs: now + ttlMs };
+    const revision = await writeRecord(store, () => value);
+    journal(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, expiresAt: new Date(value.expiresAtMs).toISOString() });
+    const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
+    return { expiresAt: new Date(value.expiresAtMs).toISOString(), acknowledgedBy };
+  } finally {
+    await store.close();
+  }
+}
+
+/** `parley maintenance stop`: off, acknowledged by every live agent. */
+export async function stopMaintenance(options: { dir: string; reason: string; node?: string; configFile?: string }): Promise<{ wasOn: boolean; acknowledgedBy: string[] }> {
+  rejectNode(options.node);
+  const config = loadConfig({ file: options.configFile, env: process.env });
+  const reason = requireReason(options.reason);
+  const by = operatorName();
+  const store = openStore(options.dir);
+  try {
+    const current = await readRecord(store);
+    const wasOn = current !== undefined && current.value.active && current.value.expiresAtMs > Date.now();
+    const revision = await writeRecord(store, (record) => ({
+      ...(record ?? { reason, owner: by, startedAtMs: Date.now(), expiresAtMs: Date.now() }),
+      active: false,
+      endedAtMs: Date.now(),
+      endReason: reason,
+      endedBy: by,
+    }));
+    journal(options.dir, { action: 'maintenance stop', reason, by, wasOn });
+    const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
+    return { wasOn, acknowledgedBy };
+  } finally {
+    await store.close();
+  }
+}
+
+/** A writable primary holding the lease, and every other node a standby in the synchronous set. */
+async function healthy(dir: string): Promise<string | null> {
+  const status = await readStatus({ dir });
+  if (status.primary === null || status.lease?.holder !== status.primary || !status.lease.active) return 'no primary holds the lease';
+  const behind = status.nodes.filter((n) => n.name !== status.primary && (n.role !== 'standby' || (n.sync !== 'quorum' && n.sync !== 'sync')));
+  return behind.length === 0 ? null : `${behind.map((n) => `${n.name} (${n.role}, ${n.sync ?? n.state})`).join(', ')} not streaming in sync`;
+}
+
+/**
+ * `parley maintenance run -- COMMAND...`: maintenance on, COMMAND, then off once the cluster is
+ * healthy again. When COMMAND fails or the cluster does not recover in time, maintenance stays on
+ * (until its ttl) and the error says so.
+ */
+export async function runMaintenance(options: {
+  dir: string;
+  reason: string;
+  ttl?: string;
+  node?: string;
+  configFile?: string;
+  command: string[];
+  out: (line: string) => void;
+}): Promise<void> {
+  if (options.command.length === 0) throw new ParleyError('cli_usage', 'maintenance run needs a command after --, e.g. parley maintenance run --reason "restart node2" -- ./restart.sh');
+  const config: Config = loadConfig({ file: options.configFile, env: process.env });
+  const started = await startMaintenance(options);
+  options.out(`maintenance on until ${started.expiresAt} (acknowledged by ${started.acknowledgedBy.join(', ')}); running: ${options.command.join(' ')}`);
+  journal(options.dir, { action: 'maintenance run', command: options.command, by: operatorName(), reason: options.reason });
+  const code = await new Promise<number | string>((resolve) => {
+    const child = spawn(options.command[0]!, options.command.slice(1), { stdio: 'inherit' });
+    child.once('error', (error) => resolve(error.message));
+    child.once('exit', (exitCode, signal) => resolve(signal ?? exitCode ?? 1));
+  });
+  if (code !== 0) {
+    journal(options.dir, { action: 'maintenance run', result: 'command failed', exit: code });
+    throw new ParleyError('internal', `${options.command.join(' ')} failed (${typeof code === 'number' ? `exit ${code}` : code}); maintenance stays on until ${started.expiresAt} — check the cluster, then parley maintenance stop --reason ...`);
+  }
+  const deadline = Date.now() + config.maintenance.recoverTimeoutMs;
+  let why = await healthy(options.dir);
+  while (why !== null && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    why = await healthy(options.dir);
+  }
+  if (why !== null) {
+    journal(options.dir, { action: 'maintenance run', result: 'not healthy', why });
+    throw new ParleyError('storage_unavailable', `the command succeeded but the cluster is not healthy after ${config.maintenance.recoverTimeoutMs / 1000} s (${why}); maintenance stays on until ${started.expiresAt}`);
+  }
+  await stopMaintenance({ dir: options.dir, reason: `maintenance run of "${options.command.join(' ')}" done`, configFile: options.configFile });
+  options.out('command done and the cluster healthy; maintenance off');
+}
+
+function requireReason(reason: string | undefined): string {
+  const text = (reason ?? '').trim();
+  if (text === '') throw new ParleyError('cli_usage', '--reason: say why, e.g. --reason "kernel upgrade on db hosts"; it goes to the journal');
+  return text;
+}
