@@ -194,6 +194,15 @@ test('config check accepts a good file and names every bad key, one line each', 
   const ok = await cli(['config', 'check', good], clean);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(ok.stdout.trim(), `ok: ${good}`);
+  // Valid but risky: warned about on stderr, one line each naming the key, and still ok.
+  const risky = join(dir, 'risky.yaml');
+  writeFileSync(risky, 'cluster:\n  nodes: 1\ndata:\n  queryTimeoutMs: 60000\n');
+  const warned = await cli(['config', 'check', risky], clean);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.equal(warned.stdout.trim(), `ok: ${risky}`);
+  const warnings = warned.stderr.trim().split('\n');
+  assert.ok(warnings.every((line) => line.startsWith('parley: warning: ')), warned.stderr);
+  for (const key of ['cluster.nodes', 'data.queryTimeoutMs']) assert.equal(warnings.filter((line) => line.includes(`${key}:`)).length, 1, warned.stderr);
 
   const broken = await cli(['config', 'check', bad], clean);
   assert.equal(broken.code, 1);

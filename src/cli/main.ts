@@ -3,7 +3,7 @@
 // usage). Commands appear here only once they are implemented.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../config/config.ts';
+import { lintConfig, loadConfig } from '../config/config.ts';
 import { isParleyError } from '../errors/errors.ts';
 import {
   addOperator,
@@ -104,7 +104,9 @@ export function buildProgram(): Command {
     .description('check a configuration file (with PARLEY_* environment overrides); one line per problem, naming the key')
     .argument('[file]', 'YAML or JSON file; without it, the defaults plus the environment are checked')
     .action((file: string | undefined) => {
-      loadConfig({ file, env: process.env });
+      const checked = loadConfig({ file, env: process.env });
+      // Valid but risky settings: one line each on stderr, naming the key; not a failure.
+      for (const finding of lintConfig(checked)) complain(`warning: ${finding.key}: ${finding.message}`);
       say(`ok: ${file ?? 'defaults + PARLEY_* environment'}`);
     });
 

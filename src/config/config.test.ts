@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { checkConfig, configKeys, envName, loadConfig } from './config.ts';
+import { checkConfig, configKeys, envName, lintConfig, loadConfig } from './config.ts';
 import { isParleyError } from '../errors/errors.ts';
 
 test('an empty configuration is valid and every key has a default', () => {
@@ -75,4 +75,33 @@ test('a file that is not YAML or not a mapping is reported with its name', () =>
   writeFileSync(list, '- 1\n- 2\n');
   assert.throws(() => loadConfig({ file: list, env: {} }), /must be a mapping/);
   assert.throws(() => loadConfig({ file: join(dir, 'missing.yaml'), env: {} }), /cannot read \(ENOENT\)/);
+});
+
+test('lintConfig warns, naming the key, about valid settings that could cause or hide an outage', () => {
+  // Proves the dangerous-but-valid settings are flagged and the safe defaults are not (apart from
+  // the missing alert channel, which the defaults cannot know).
+  const defaults = checkConfig({});
+  assert.ok(defaults.ok);
+  assert.deepEqual(lintConfig(defaults.config).map((f) => f.key), ['alerting.channels']);
+  const risky = checkConfig({
+    cluster: { nodes: 2, leaseTtlMs: 60_000, failoverDeadlineMs: 600_000, primaryStartTimeoutMs: 900_000, maximumLagOnFailoverBytes: 1024 ** 3 },
+    data: { queryTimeoutMs: 30_000 },
+    maintenance: { maxTtlMs: 48 * 3_600_000 },
+    log: { level: 'silent' },
+    alerting: { channels: [{ name: 'pager', type: 'webhook', url: 'http://127.0.0.1:9/hook' }] },
+  });
+  assert.ok(risky.ok, risky.ok ? '' : risky.problems.join('; '));
+  const keys = lintConfig(risky.config).map((f) => f.key).sort();
+  assert.deepEqual(keys, [
+    'alerting.channels',
+    'cluster.failoverDeadlineMs',
+    'cluster.leaseTtlMs',
+    'cluster.maximumLagOnFailoverBytes',
+    'cluster.nodes',
+    'cluster.primaryStartTimeoutMs',
+    'data.queryTimeoutMs',
+    'log.level',
+    'maintenance.maxTtlMs',
+  ]);
+  for (const finding of lintConfig(risky.config)) assert.ok(finding.message.length > 20 && !finding.message.includes('\n'), finding.message);
 });

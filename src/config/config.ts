@@ -7,6 +7,7 @@ import { ParleyError } from '../errors/errors.ts';
 import { configSchema, type Config, type ConfigInput } from './schema.ts';
 
 export { configSchema, type Config, type ConfigInput } from './schema.ts';
+export { lintConfig, type Finding } from './lint.ts';
 
 /** Every leaf key of the schema as a dotted path, e.g. `cluster.leaseTtlMs`. */
 export function configKeys(): string[] {

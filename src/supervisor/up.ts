@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, type Config, type ConfigInput } from '../config/config.ts';
+import { lintConfig, loadConfig, type Config, type ConfigInput } from '../config/config.ts';
 import { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from '../data/data.ts';
 import { isParleyError, ParleyError } from '../errors/errors.ts';
 import { createLocalLeaseClient, generateLeaseToken, leaseKeys, startLocalLeaseServer, type LeaseStore, type LocalLeaseServer } from '../failover/failover.ts';
@@ -213,6 +213,7 @@ function throwIfStopping(run: Run): void {
 async function start(run: Run, stale: SupervisorState | undefined): Promise<void> {
   const { config, paths, out } = run;
   out(`Parley: starting in ${paths.dir} (config: ${run.configFile ?? 'defaults'} + PARLEY_* environment)`);
+  for (const finding of lintConfig(config)) out(`config warning: ${finding.key}: ${finding.message}`);
   if (stale) await cleanUpAfter(run, stale);
   mkdirSync(paths.logsDir, { recursive: true });
 
