@@ -12,6 +12,7 @@ import {
   runAgentProcess,
   runAppServer,
   runMaintenance,
+  runSwitchover,
   runUp,
   startMaintenance,
   stopMaintenance,
@@ -147,6 +148,18 @@ export function buildProgram(): Command {
     .argument('<command...>', 'the command and its arguments, after --')
     .action(async (command: string[], options: { reason: string; ttl?: string; node?: string; dir: string; config?: string }) => {
       await runMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, configFile: options.config, command, out: say });
+    });
+
+  program
+    .command('switchover')
+    .description('hand the primary role to a standby: checks first, then a handover that completes or rolls back')
+    .requiredOption('--to <node>', 'the standby that becomes primary')
+    .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file')
+    .action(async (options: { to: string; reason: string; dir: string; config?: string }) => {
+      const done = await runSwitchover({ dir: options.dir, to: options.to, reason: options.reason, configFile: options.config, out: say });
+      say(`switchover done: ${options.to} is the primary (${done.tookMs} ms from the request)`);
     });
 
   const operator = program.command('operator').description('operator accounts');

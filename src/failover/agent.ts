@@ -12,6 +12,8 @@ import {
   promoteServer,
   queryServer,
   quorumStandbyNames,
+  readControlFile,
+  formatLsn,
   reloadServer,
   replicationRoleName,
   rewindFrom,
@@ -27,12 +29,40 @@ import {
   type PgBinaries,
   type ServerHandle,
 } from '../postgres/postgres.ts';
-import { decide, maintenanceActive, memberStateOf } from './decide.ts';
+import { decide, desiredSynchronous, maintenanceActive, memberStateOf } from './decide.ts';
 import { isLeaseStoreUnavailable, type Entry, type LeaseStore } from './lease-store.ts';
-import type { Action, DecideConfig, LeaseRecord, LeaseView, MaintenanceRecord, MemberState, NodeObservation, SynchronousConfig, TimelineSwitch, View } from './types.ts';
+import type {
+  Action,
+  DecideConfig,
+  LeaseRecord,
+  LeaseView,
+  MaintenanceRecord,
+  MemberState,
+  NodeObservation,
+  SwitchoverRequest,
+  SynchronousConfig,
+  TimelineSwitch,
+  View,
+} from './types.ts';
 
 /** Keys in the lease store. The leader record has no TTL: it must outlive its term. */
-export const leaseKeys = { leader: 'leader', maintenance: 'maintenance', memberPrefix: 'members/' } as const;
+export const leaseKeys = { leader: 'leader', maintenance: 'maintenance', switchover: 'switchover', memberPrefix: 'members/' } as const;
+
+/** The value stored under `switchover` by `parley switchover`; the handing-over agent adds the result. */
+export interface StoredSwitchover {
+  from: string;
+  to: string;
+  reason: string;
+  requestedBy: string;
+  requestedAtMs: number;
+  expiresAtMs: number;
+  result?: { outcome: 'handed over' | 'rolled back'; detail: string; atMs: number };
+}
+
+// A handover stops the primary and waits for the target: the lease is extended to cover it.
+const handoverBudgetMs = 30_000;
+// How long the target has to confirm every byte of the stopped primary's WAL.
+const handoverConfirmMs = 5_000;
 
 /** One member of the cluster as every agent knows it. */
 export interface MemberAddress {
@@ -241,13 +271,15 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     return { holder: value.holder, revision: entry.revision, acquiredAtMs: value.acquiredAtMs, expiresAtMs: value.expiresAtMs, released: value.released, rolledBack: value.rolledBack };
   }
 
-  async function readStore(): Promise<{ lease: LeaseView; maintenance: MaintenanceRecord | null; members: MemberState[] }> {
+  async function readStore(): Promise<{ lease: LeaseView; maintenance: MaintenanceRecord | null; members: MemberState[]; switchover: SwitchoverRequest | null }> {
     try {
-      const [leader, maintenance, members] = await Promise.all([
+      const [leader, maintenance, members, switchover] = await Promise.all([
         options.store.get(leaseKeys.leader),
         options.store.get(leaseKeys.maintenance),
         options.store.list(leaseKeys.memberPrefix),
+        options.store.get(leaseKeys.switchover),
       ]);
+      const request = switchover ? (JSON.parse(switchover.value) as StoredSwitchover) : undefined;
       lastKnownLease = toLease(leader);
       lastMaintenance = maintenance
         ? { revision: maintenance.revision, ...(JSON.parse(maintenance.value) as Omit<MaintenanceRecord, 'revision'>) }
@@ -255,10 +287,16 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const states = members
         .map((entry) => JSON.parse(entry.value) as MemberState)
         .filter((state) => state.name !== options.name && options.members.some((m) => m.name === state.name));
-      return { lease: { known: true, record: lastKnownLease }, maintenance: lastMaintenance, members: states };
+      const pending = request !== undefined && request.result === undefined && request.expiresAtMs > Date.now();
+      return {
+        lease: { known: true, record: lastKnownLease },
+        maintenance: lastMaintenance,
+        members: states,
+        switchover: pending ? { revision: switchover!.revision, from: request.from, to: request.to, expiresAtMs: request.expiresAtMs } : null,
+      };
     } catch (error) {
       if (!isLeaseStoreUnavailable(error)) throw error;
-      return { lease: { known: false, lastKnown: lastKnownLease }, maintenance: lastMaintenance, members: [] };
+      return { lease: { known: false, lastKnown: lastKnownLease }, maintenance: lastMaintenance, members: [], switchover: null };
     }
   }
 
@@ -304,6 +342,91 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     await startPostgres();
   }
 
+  /** Writes the outcome onto the switchover request (compare-and-set; a lost write is harmless). */
+  async function finishSwitchover(revision: string, outcome: 'handed over' | 'rolled back', detail: string): Promise<void> {
+    const entry = await options.store.get(leaseKeys.switchover).catch(() => undefined);
+    if (!entry || entry.revision !== revision) return;
+    const request = JSON.parse(entry.value) as StoredSwitchover;
+    await options.store.update(leaseKeys.switchover, JSON.stringify({ ...request, result: { outcome, detail, atMs: Date.now() } }), revision).catch(() => undefined);
+    journal('switchover', { outcome, to: request.to, detail, requestedBy: request.requestedBy, reason: request.reason });
+    options.log(`switchover to ${request.to}: ${outcome} (${detail})`);
+  }
+
+  /**
+   * Waits (at most handoverConfirmMs) until `to` has received past the position `target()` gives
+   * (read once); null when it has, else what it had.
+   */
+  async function targetReceives(to: string, target: () => Promise<number>): Promise<string | null> {
+    const goal = await target();
+    const deadline = Date.now() + handoverConfirmMs;
+    let received = 0;
+    while (Date.now() < deadline) {
+      const rows = await queryServer<{ lsn: string | null }>(superuser(portOf(to)), 'SELECT pg_last_wal_receive_lsn()::text AS lsn', [], 1000).catch(() => []);
+      received = lsnBytes(rows[0]?.lsn);
+      if (received >= goal) return null;
+      await sleep(100, new AbortController().signal);
+    }
+    return `received up to ${formatLsn(BigInt(received))} of ${formatLsn(BigInt(goal))}`;
+  }
+
+  /**
+   * The handover of a switchover (types.ts, 'handOver'): extend the lease to cover it, stop taking
+   * writes with a clean shutdown (which streams every byte to connected standbys), check that the
+   * target received all of it, hand it the lease, and restart as its standby. Any failure before
+   * the lease changes hands restarts this node as the primary it still is.
+   */
+  async function handOver(action: Extract<Action, { type: 'handOver' }>): Promise<boolean> {
+    const current = lastKnownLease;
+    if (current === null || current.revision !== action.revision) return false;
+    const extended = await options.store.update(
+      leaseKeys.leader,
+      JSON.stringify({ holder: options.name, acquiredAtMs: current.acquiredAtMs, expiresAtMs: Date.now() + handoverBudgetMs, released: false, rolledBack: false } satisfies StoredLease),
+      action.revision,
+    );
+    if (!extended) return false;
+    lastKnownLease = toLease(extended);
+    // The lease now covers the whole handover (no tick renews it meanwhile). Before writes stop,
+    // the target must be keeping up: a frozen or slow WAL receiver would hold the clean shutdown,
+    // and every write, until the sender times out.
+    const caughtUp = await targetReceives(action.to, async () => {
+      const rows = await queryServer<{ lsn: string }>(superuser(me!.port), 'SELECT pg_current_wal_flush_lsn()::text AS lsn', [], 1000);
+      return lsnBytes(rows[0]?.lsn);
+    });
+    if (caughtUp !== null) {
+      await finishSwitchover(action.switchoverRevision, 'rolled back', `${action.to} is not keeping up (${caughtUp}); writes were not stopped`);
+      return false;
+    }
+    journal('action', { action: 'handOver', step: 'stopping to hand over', target: action.to });
+    await stopPostgres('fast');
+    let detail = '';
+    try {
+      const control = await readControlFile(options.bin, options.account, me!.dataDir);
+      if (control.state !== 'shut down') throw new Error(`the server stopped as "${control.state}", not cleanly`);
+      // Past the start of the shutdown checkpoint record: the whole record, the last one written.
+      const missing = await targetReceives(action.to, async () => lsnBytes(control.checkpointLsn) + 1);
+      if (missing !== null) throw new Error(`${action.to} ${missing} after the clean shutdown`);
+      const handed = await options.store.update(
+        leaseKeys.leader,
+        JSON.stringify({ holder: action.to, acquiredAtMs: Date.now(), expiresAtMs: Date.now() + options.decideConfig.leaseTtlMs, released: false, rolledBack: false } satisfies StoredLease),
+        extended.revision,
+      );
+      if (!handed) throw new Error('the lease changed meanwhile');
+      lastKnownLease = toLease(handed);
+      detail = `${action.to} had every byte up to ${control.checkpointLsn}`;
+    } catch (error) {
+      detail = (error as Error).message;
+      options.log(`handover to ${action.to} failed (${detail}); starting again as the primary`);
+      dropPromotion();
+      rmSync(join(me!.dataDir, 'standby.signal'), { force: true });
+      await startPostgres();
+      await finishSwitchover(action.switchoverRevision, 'rolled back', detail);
+      return false;
+    }
+    await restartAsStandby(action.to, false);
+    await finishSwitchover(action.switchoverRevision, 'handed over', detail);
+    return true;
+  }
+
   async function act(action: Action, node: NodeObservation, now: number): Promise<boolean> {
     const store = options.store;
     switch (action.type) {
@@ -327,6 +450,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         return entry !== undefined;
       }
       case 'promote': {
+        // The quorum is in force before the first write: otherwise the new primary would
+        // acknowledge commits alone until the next tick set it (invariant 1).
+        const desired = desiredSynchronous(options.decideConfig, options.name);
+        await setSynchronousStandbys(superuser(me!.port), desired ? quorumStandbyNames(desired.quorum, desired.standbys) : '');
         await promoteServer(superuser(me!.port), 10);
         saveUpstream(null);
         const others = options.members.filter((m) => m.name !== options.name).map((m) => m.name);
@@ -384,6 +511,8 @@ export async function runAgent(options: AgentOptions): Promise<void> {
           await startPostgres();
         }
         return true;
+      case 'handOver':
+        return handOver(action);
       case 'setSynchronousStandbyNames':
         await setSynchronousStandbys(superuser(me!.port), action.config ? quorumStandbyNames(action.config.quorum, action.config.standbys) : '');
         return true;
@@ -417,7 +546,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const stored = await readStore();
       const now = Date.now();
       noteMaintenance(stored.maintenance, now);
-      const view: View = { node, lease: stored.lease, maintenance: stored.maintenance, members: stored.members, failsafe: [] };
+      const view: View = { node, lease: stored.lease, maintenance: stored.maintenance, members: stored.members, failsafe: [], switchover: stored.switchover };
       const decision = decide(view, options.decideConfig, now);
       if (decision.reason !== lastReason) {
         options.log(decision.reason);

@@ -13,6 +13,7 @@ import type {
   MaintenanceRecord,
   MemberState,
   NodeObservation,
+  SwitchoverRequest,
   View,
 } from './types.ts';
 
@@ -63,6 +64,7 @@ interface ViewFields {
   readonly maintenance?: MaintenanceRecord | null;
   readonly members?: readonly MemberState[];
   readonly failsafe?: readonly FailsafeReply[];
+  readonly switchover?: SwitchoverRequest | null;
 }
 
 function view(node: NodeObservation, fields: ViewFields = {}): View {
@@ -73,6 +75,7 @@ function view(node: NodeObservation, fields: ViewFields = {}): View {
     maintenance: fields.maintenance ?? null,
     members: fields.members ?? [],
     failsafe: fields.failsafe ?? [],
+    switchover: fields.switchover ?? null,
   };
 }
 

@@ -123,6 +123,8 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
     const actions: Action[] = [renew];
     const desired = desiredSynchronous(config, me);
     if (!sameSynchronous(node.synchronous, desired)) actions.push({ type: 'setSynchronousStandbyNames', config: desired });
+    const handover = decideHandover(view, config, now, record);
+    if (handover !== null) return handover;
     const rivals = view.members.filter(
       (m) => m.running && m.role === 'primary' && m.publishedAtMs >= now - candidateFreshnessMs(config),
     );
@@ -155,6 +157,28 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
   return decision(
     [renew, { type: 'promote' }],
     `promoting: I am ${me} and took the lease ${elapsedMs} ms ago; ${deadlineAtMs - now} ms left before rollback (lease ends in ${remaining})`,
+  );
+}
+
+/**
+ * A running primary with the lease and a switchover request naming it: hand over when the target
+ * streams from it, in sync, and maintenance is off; otherwise say why and wait (the request expires).
+ */
+function decideHandover(view: View, config: DecideConfig, now: number, record: LeaseRecord): Decision | null {
+  const request = view.switchover;
+  const me = view.node.name;
+  if (request === null || request.from !== me || request.to === me || now >= request.expiresAtMs) return null;
+  if (maintenanceActive(view.maintenance, now)) return null;
+  const target = findMember(view, request.to);
+  const fresh = target !== undefined && target.publishedAtMs >= now - candidateFreshnessMs(config) - config.loopIntervalMs;
+  const synchronous = view.node.synchronous?.standbys.includes(request.to) ?? false;
+  if (!fresh || !target!.running || target!.role !== 'standby' || target!.upstream !== me || !target!.streaming || !synchronous) {
+    const state = target === undefined ? 'has not published its state' : !fresh ? 'has not published lately' : `is ${target.running ? target.role : 'down'}${target.upstream === me && target.streaming ? ', streaming from me' : ', not streaming from me'}${synchronous ? '' : ', not in the synchronous set'}`;
+    return decision([{ type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs }], `no action: a switchover to ${request.to} is requested, but ${request.to} ${state}; waiting`);
+  }
+  return decision(
+    [{ type: 'handOver', to: request.to, revision: record.revision, switchoverRevision: request.revision }],
+    `handing over to ${request.to}: switchover requested; I stop taking writes, ${request.to} takes the lease once it has every byte`,
   );
 }
 
@@ -293,7 +317,10 @@ function decideCandidacy(
   const me = node.name;
   const last = record.holder;
   const lastState = findMember(view, last);
-  const sync = lastState?.synchronous ?? null;
+  // A holder last seen as a standby (a switchover target, or a candidate that never finished
+  // promoting) may have been promoted since: the shell sets the configured quorum before any
+  // promotion, so that is the set its writes were acknowledged by.
+  const sync = lastState?.role === 'standby' ? desiredSynchronous(config, last) : (lastState?.synchronous ?? null);
   if (sync === null || sync.quorum < 1) {
     const why = lastState === undefined ? `${last} never published its state` : `${last} ran without synchronous replication`;
     return noSafeCandidate(`cannot prove a candidate after ${last}'s term: ${why}`, me);

@@ -17,6 +17,7 @@ import type {
   MemberState,
   NodeObservation,
   Role,
+  SwitchoverRequest,
   SynchronousConfig,
   TimelineSwitch,
   View,
@@ -71,7 +72,8 @@ export type FaultKind =
   | 'late-reads' // the node reads other members' states from the past
   | 'timely-reads'
   | 'lost-replies' // the node's lease writes take effect but half of the replies are lost
-  | 'replies-ok';
+  | 'replies-ok'
+  | 'switchover'; // an operator asks the primary to hand over to `node` (durationMs: how long the request is valid)
 
 /** One fault at one time. `node` "primary" means whichever node is primary at that moment. */
 export interface FaultEvent {
@@ -171,7 +173,7 @@ export function scheduleFor(seed: number): Schedule {
       faults.push({ atMs, kind: start, node: who, durationMs });
       if (rng.chance(0.85)) faults.push({ atMs: endMs, kind: end, node: who, durationMs: 0 });
     };
-    switch (rng.int(0, 12)) {
+    switch (rng.int(0, 13)) {
       case 0:
       case 1:
         pair('kill', 'restart', node);
@@ -213,6 +215,9 @@ export function scheduleFor(seed: number): Schedule {
         const mayStayBroken = !brokenForGood && nodeCount - 2 >= synchronousQuorum && config.maximumLagOnFailoverBytes >= 16 * 1024 * 1024;
         if (!mayStayBroken || rng.chance(0.5)) faults.push({ atMs: endMs, kind: 'repair', node: null, durationMs: 0 });
         else brokenForGood = true;
+        break;
+      case 12:
+        faults.push({ atMs, kind: 'switchover', node: rng.pick(members), durationMs: rng.int(5, 100) * stepMs });
         break;
       default:
         // Two faults at once on the primary: the classic double failure.
@@ -324,6 +329,8 @@ class Simulation {
   private readonly byName = new Map<string, SimNode>();
   private lease: LeaseRecord | null;
   private maintenance: MaintenanceRecord | null = null;
+  private switchover: SwitchoverRequest | null = null;
+  private switchoverRevision = 0;
   private storeDown = false;
   private readonly published = new Map<string, MemberState[]>();
   /** The highest acknowledged position on each timeline. */
@@ -516,6 +523,13 @@ class Simulation {
       case 'lost-replies':
         if (node !== null) node.lostReplies = true;
         return;
+      case 'switchover': {
+        const primary = this.nodes.find((n) => n.pgRunning && n.role === 'primary' && this.lease?.holder === n.name);
+        if (primary === undefined || node === null || this.storeDown) return;
+        this.switchoverRevision += 1;
+        this.switchover = { revision: String(this.switchoverRevision), from: primary.name, to: node.name, expiresAtMs: this.now + fault.durationMs };
+        return;
+      }
       case 'replies-ok':
         if (node !== null) node.lostReplies = false;
         return;
@@ -650,6 +664,8 @@ class Simulation {
 
   private completePromotion(node: SimNode): void {
     this.lastTimeline += 1;
+    // The shell sets the configured quorum before promoting.
+    node.synchronous = desiredSynchronous(this.config, node.name);
     node.history = [...node.history, { timeline: node.timeline, endLsn: node.flushedLsn }];
     node.timeline = this.lastTimeline;
     node.role = 'primary';
@@ -729,7 +745,7 @@ class Simulation {
       node.lastKnownMaintenance = this.maintenance;
       const members = full ? this.readMembers(node) : [];
       if (full) node.lastKnownMembers = members;
-      return { node: observation, lease: { known: true, record: this.lease }, maintenance: this.maintenance, members, failsafe: [] };
+      return { node: observation, lease: { known: true, record: this.lease }, maintenance: this.maintenance, members, failsafe: [], switchover: this.switchover };
     }
     const failsafe =
       full && node.pgRunning && node.role === 'primary'
@@ -743,6 +759,7 @@ class Simulation {
       lease: { known: false, lastKnown: node.lastKnownLease },
       maintenance: node.lastKnownMaintenance,
       members: node.lastKnownMembers,
+      switchover: null,
       failsafe,
     };
   }
@@ -855,6 +872,33 @@ class Simulation {
         node.lastKnownLease = this.lease;
         if (action.rollback) this.rollbacks += 1;
         this.log(`${node.name} released the lease${action.rollback ? ' (rollback)' : ''}`);
+        return true;
+      }
+      case 'handOver': {
+        // The shell: a clean shutdown streams every byte to the standbys connected and able to
+        // receive; the lease goes to the target only if it has all of it; else a restart as primary.
+        if (this.switchover?.revision === action.switchoverRevision) this.switchover = null;
+        if (!node.pgRunning || node.role !== 'primary') return late ? false : this.invalid(node, action, late, 'only a running primary hands over');
+        const lease = this.lease;
+        if (!this.reachable(node) || lease === null || lease.revision !== action.revision || lease.holder !== node.name || !termActive(lease, this.now)) return false;
+        for (const other of this.nodes) {
+          if (other.upstream === node.name && other.streaming && other.pgRunning && !other.frozen && !other.lagging) other.flushedLsn = Math.max(other.flushedLsn, node.flushedLsn);
+        }
+        const target = this.byName.get(action.to);
+        const complete = target !== undefined && target.upstream === node.name && target.streaming && target.pgRunning && !target.frozen && target.flushedLsn >= node.flushedLsn;
+        if (!complete) {
+          this.log(`${node.name}: handover to ${action.to} rolled back (it did not confirm every byte)`);
+          return false;
+        }
+        this.lease = { holder: target.name, revision: nextRevision(lease.revision), acquiredAtMs: this.now, expiresAtMs: this.now + this.config.leaseTtlMs, released: false, rolledBack: false };
+        node.lastKnownLease = this.lease;
+        this.attempts.push({ node: target.name, startMs: this.now });
+        this.dropFollowers(node);
+        node.role = 'standby';
+        node.upstream = target.name;
+        node.streaming = false;
+        node.promoteAtMs = null;
+        this.log(`${node.name} handed the lease to ${target.name} at ${formatLsn(node.flushedLsn)}`);
         return true;
       }
       case 'promote': {

@@ -126,6 +126,17 @@ export interface MaintenanceRecord {
   readonly owner: string;
 }
 
+/**
+ * An operator's request to hand the primary role from `from` to `to` (`parley switchover`), valid
+ * until `expiresAtMs`. Only `from`, while it holds the lease, acts on it.
+ */
+export interface SwitchoverRequest {
+  readonly revision: string;
+  readonly from: string;
+  readonly to: string;
+  readonly expiresAtMs: number;
+}
+
 /** A peer's direct answer to "am I still your primary?", asked only while the store is unreachable. */
 export interface FailsafeReply {
   readonly name: string;
@@ -142,6 +153,8 @@ export interface View {
   readonly members: readonly MemberState[];
   /** Replies from the peers the agent could reach directly; gathered only when the store is unreachable and this node is a primary. */
   readonly failsafe: readonly FailsafeReply[];
+  /** A pending switchover request, read with the lease; null when there is none. */
+  readonly switchover: SwitchoverRequest | null;
 }
 
 /** The subset of the cluster configuration `decide()` needs (from `cluster` in src/config/schema.ts). */
@@ -203,6 +216,14 @@ export type Action =
   | { readonly type: 'rewind'; readonly node: string }
   /** Start PostgreSQL; as a standby it follows nobody until a later `follow`. */
   | { readonly type: 'start'; readonly role: Role }
+  /**
+   * Switchover, carried out by the shell in one go: stop taking writes (a clean shutdown, which
+   * streams every byte to the connected standbys), wait until `to` has received all of it, then
+   * hand the lease to `to` by compare-and-set on `revision` and restart as its standby. If `to`
+   * does not confirm in time or the lease write loses, start again as the primary (roll back).
+   * The request `switchoverRevision` is cleared either way.
+   */
+  | { readonly type: 'handOver'; readonly to: string; readonly revision: string; readonly switchoverRevision: string }
   /** Apply the setting to PostgreSQL and reload; null empties it (no synchronous standbys). */
   | { readonly type: 'setSynchronousStandbyNames'; readonly config: SynchronousConfig | null }
   | { readonly type: 'alert'; readonly code: FailoverAlertCode; readonly severity: 'warning' | 'critical'; readonly message: string };

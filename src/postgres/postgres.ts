@@ -29,6 +29,7 @@ export {
   probeReplication,
   promoteServer,
   queryServer,
+  readControlFile,
   reloadServer,
   quorumStandbyNames,
   replicationRoleName,

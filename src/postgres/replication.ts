@@ -99,6 +99,18 @@ function runTool(bin: PgBinaries, account: OsAccount | undefined, tool: string, 
   });
 }
 
+/**
+ * A stopped server's control file: its state ("shut down", "shut down in recovery", …) and the
+ * location of its latest checkpoint, which after a clean shutdown is the last WAL record it wrote.
+ */
+export async function readControlFile(bin: PgBinaries, account: OsAccount | undefined, dataDir: string): Promise<{ state: string; checkpointLsn: string }> {
+  const text = await runTool(bin, account, 'pg_controldata', ['-D', dataDir], {}, 10_000);
+  const state = /^Database cluster state:\s+(.+)$/m.exec(text)?.[1]?.trim();
+  const checkpointLsn = /^Latest checkpoint location:\s+([0-9A-F]+\/[0-9A-F]+)$/m.exec(text)?.[1];
+  if (!state || !checkpointLsn) throw new ParleyError('internal', `pg_controldata -D ${dataDir}: unexpected output`);
+  return { state, checkpointLsn };
+}
+
 /** Clones a standby's data directory from a running primary (pg_basebackup, WAL streamed). */
 export async function cloneFromPrimary(options: {
   bin: PgBinaries;

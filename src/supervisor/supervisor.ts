@@ -9,3 +9,4 @@ export { formatStatus, type AppServerStatus, type ClusterStatus, type NodeStatus
 export { runUp, type UpOptions } from './up.ts';
 export { runAgentProcess } from './agent-process.ts';
 export { parseDuration, runMaintenance, startMaintenance, stopMaintenance } from './maintenance.ts';
+export { runSwitchover, switchoverRefusal } from './switchover.ts';
