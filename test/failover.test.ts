@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../src/postgres/postgres.ts';
-import { cleanUp, cli, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
 import { gapAround, startWriter, type WriterReport } from './writer.ts';
 
 after(cleanUp);
@@ -51,7 +51,7 @@ describe('a three-node cluster under parley up', () => {
   before(async () => {
     dir = join(makeDir(), 'state');
     const port = await freePort();
-    const pgPort = await freePort();
+    const pgPort = await freePortRun(3);
     up = startUp(dir, port, pgPort, clusterEnv);
     await waitUp(up, dir);
     url = `http://127.0.0.1:${port}`;

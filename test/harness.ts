@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -184,3 +185,24 @@ export async function cleanUp(): Promise<void> {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 
+
+/**
+ * A base port with `count` free ports from it (node1, node2, … of a cluster listen on consecutive
+ * ports). Chosen below Linux's ephemeral range (32768+), where the kernel's own picks (freePort,
+ * outgoing connections) would collide with base + 1, base + 2.
+ */
+export async function freePortRun(count: number): Promise<number> {
+  const isFree = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * (12_000 - count));
+    let all = true;
+    for (let i = 0; i < count && all; i++) all = await isFree(base + i);
+    if (all) return base;
+  }
+  throw new Error(`no run of ${count} free ports found between 20000 and 32000`);
+}

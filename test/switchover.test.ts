@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../src/postgres/postgres.ts';
-import { cleanUp, cli, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
 import { startWriter, type WriterReport } from './writer.ts';
 
 after(cleanUp);
@@ -51,7 +51,7 @@ describe('switchover on a three-node cluster', () => {
   before(async () => {
     dir = join(makeDir(), 'state');
     const port = await freePort();
-    up = startUp(dir, port, await freePort(), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
+    up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
     await waitUp(up, dir);
     url = `http://127.0.0.1:${port}`;
     await waitUntil('one primary and two quorum standbys', healthy, 60_000);
