@@ -184,6 +184,7 @@ function render(runs: Run[], pauses: Array<{ to: string; pauseMs: number; lost: 
     `| seq gaps in the writer's conversation | ${gaps} | 0 |`,
     '',
     `Each run: ${runs.map((r) => `${r.killed} ${(r.restoredMs / 1000).toFixed(2)} s`).join(', ')}.`,
+    'A run near 0 s is a send begun just after the kill that the dying primary still committed: its backends outlive a postmaster killed with -9 for a moment, and a standby confirmed the commit, so it is durable (the takeover proof includes it). The cluster\'s journal of the last run is kept in `test-artifacts/bench-failover-journal.jsonl`.',
     '',
     `### Switchover: \`parley switchover --to\` a standby under the same writer`,
     '',
@@ -194,7 +195,6 @@ function render(runs: Run[], pauses: Array<{ to: string; pauseMs: number; lost: 
     `| acknowledged messages lost / duplicated | **${pauses.reduce((n, p) => n + p.lost, 0)} / ${pauses.reduce((n, p) => n + p.duplicated, 0)}** | 0 / 0 |`,
     '',
     `Each switchover: ${pauses.map((p) => `to ${p.to} ${(p.pauseMs / 1000).toFixed(2)} s`).join(', ')}. The writer retries a refused send every 100 ms, so a pause is counted to the nearest 100 ms or so.`,
-    'A run near 0 s is a send begun just after the kill that the dying primary still committed: its backends outlive a postmaster killed with -9 for a moment, and a standby confirmed the commit, so it is durable (the takeover proof includes it). The cluster\'s journal of the last run is kept in `test-artifacts/bench-failover-journal.jsonl`.',
     markers.end,
   ].join('\n');
 }
