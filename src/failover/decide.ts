@@ -299,20 +299,23 @@ function decideWithoutHolder(view: View, config: DecideConfig, now: number, reco
 }
 
 /**
- * Whether this detached standby may take the ended term of `record.holder` over. Under ANY k of N
+ * What is known of the acknowledged writes of `record.holder`'s ended term. Under ANY k of N
  * synchronous standbys, every acknowledged write is on k of them; once N−k+1 of them are known to
- * stream from nobody (or be stopped) since the term ended, their positions are final and at least one
- * of them has each acknowledged write. A candidate whose WAL contains all of them has every
- * acknowledged write; among those, the most advanced (then the first by name) goes.
+ * stream from nobody (or be stopped) since the term ended, their positions are final and at least
+ * one of them has each acknowledged write. A candidate whose WAL contains the acknowledged part of
+ * all of them has every acknowledged write.
  */
-function decideCandidacy(
-  view: View,
-  config: DecideConfig,
-  now: number,
-  record: LeaseRecord,
-  acquire: Action,
-  cooldownEndsMs: number,
-): Decision {
+type Evidence =
+  | { readonly known: false; readonly message: string }
+  | {
+      readonly known: true;
+      readonly lastPrimaryLsn: number;
+      /** "2 of 2 synchronous standbys with final positions (need 2)" */
+      readonly summary: string;
+      readonly shortfallOf: (wal: Wal) => { readonly name: string; readonly wal: Wal } | null;
+    };
+
+function takeoverEvidence(view: View, config: DecideConfig, record: LeaseRecord): Evidence {
   const node = view.node;
   const me = node.name;
   const last = record.holder;
@@ -323,7 +326,7 @@ function decideCandidacy(
   const sync = lastState?.role === 'standby' ? desiredSynchronous(config, last) : (lastState?.synchronous ?? null);
   if (sync === null || sync.quorum < 1) {
     const why = lastState === undefined ? `${last} never published its state` : `${last} ran without synchronous replication`;
-    return noSafeCandidate(`cannot prove a candidate after ${last}'s term: ${why}`, me);
+    return { known: false, message: `cannot prove a candidate after ${last}'s term: ${why}` };
   }
   const termEndMs = record.expiresAtMs;
   const isFinal = (state: MemberState): boolean =>
@@ -341,14 +344,11 @@ function decideCandidacy(
   }
   const needed = sync.standbys.length - sync.quorum + 1;
   if (finals.length < needed) {
-    return noSafeCandidate(
-      `cannot prove a candidate after ${last}'s term: ${finals.length} of ${sync.standbys.length} synchronous standbys have a final position (need ${needed}); not yet: ${unknown.join(', ')}`,
-      me,
-    );
+    return {
+      known: false,
+      message: `cannot prove a candidate after ${last}'s term: ${finals.length} of ${sync.standbys.length} synchronous standbys have a final position (need ${needed}); not yet: ${unknown.join(', ')}`,
+    };
   }
-
-  const lastPrimaryLsn = lastState?.flushedLsn ?? 0;
-  const lagOf = (wal: Wal): number => Math.max(0, lastPrimaryLsn - wal.flushedLsn);
   // What of a final standby's WAL can hold acknowledged writes: all of it, unless it left the last
   // holder's history (an old primary demoted with WAL nobody acknowledged past the fork), then the
   // part up to the fork. Acknowledged writes of the holder's term are on its timeline; those of
@@ -358,11 +358,42 @@ function decideCandidacy(
   const holderWal = lastState === undefined ? null : { ...lastState, flushedLsn: Number.POSITIVE_INFINITY };
   const acknowledgedPart = (wal: Wal): Wal =>
     holderWal === null || wal.timeline > holderWal.timeline ? wal : { ...wal, flushedLsn: commonPosition(wal, holderWal) };
-  // The first final standby whose WAL `wal` lacks, or null when it contains them all.
-  const shortfallOf = (wal: Wal): string | null => {
-    for (const final of finals) if (!containsWal(wal, acknowledgedPart(final.wal))) return final.name;
-    return null;
+  return {
+    known: true,
+    lastPrimaryLsn: lastState?.flushedLsn ?? 0,
+    summary: `${finals.length} of ${sync.standbys.length} synchronous standbys with final positions (need ${needed})`,
+    // The first final standby with acknowledged WAL that `wal` lacks, or null when it has it all.
+    shortfallOf: (wal) => {
+      for (const final of finals) {
+        const part = acknowledgedPart(final.wal);
+        if (!containsWal(wal, part)) return { name: final.name, wal: part };
+      }
+      return null;
+    },
   };
+}
+
+/**
+ * Whether this detached standby may take the ended term of `record.holder` over: the evidence
+ * proves it has every acknowledged write, it is within the lag bound, and it is the most advanced
+ * such standby (then the first by name).
+ */
+function decideCandidacy(
+  view: View,
+  config: DecideConfig,
+  now: number,
+  record: LeaseRecord,
+  acquire: Action,
+  cooldownEndsMs: number,
+): Decision {
+  const node = view.node;
+  const me = node.name;
+  const last = record.holder;
+  const evidence = takeoverEvidence(view, config, record);
+  if (!evidence.known) return noSafeCandidate(evidence.message, me);
+  const lastPrimaryLsn = evidence.lastPrimaryLsn;
+  const lagOf = (wal: Wal): number => Math.max(0, lastPrimaryLsn - wal.flushedLsn);
+  const shortfallOf = (wal: Wal): string | null => evidence.shortfallOf(wal)?.name ?? null;
   const lag = lagOf(node);
   if (lag > config.maximumLagOnFailoverBytes) {
     return noSafeCandidate(
@@ -382,7 +413,7 @@ function decideCandidacy(
   const freshSinceMs = now - candidateFreshnessMs(config);
   for (const other of view.members) {
     if (other.name === record.holder && now < cooldownEndsMs) continue;
-    const live = other.publishedAtMs >= freshSinceMs && other.publishedAtMs >= termEndMs;
+    const live = other.publishedAtMs >= freshSinceMs && other.publishedAtMs >= record.expiresAtMs;
     if (!live || !other.running || other.role !== 'standby' || other.upstream !== null) continue;
     if (lagOf(other) > config.maximumLagOnFailoverBytes || shortfallOf(other) !== null) continue;
     const ahead = other.flushedLsn > node.flushedLsn || (other.flushedLsn === node.flushedLsn && other.name < me);
@@ -392,7 +423,7 @@ function decideCandidacy(
   }
   return decision(
     [acquire, { type: 'promote' }],
-    `promoting: the term of ${last} ended; I am ${me}, the most advanced (${formatLsn(node.flushedLsn)}) of ${finals.length} of ${sync.standbys.length} synchronous standbys with final positions (need ${needed}), ${formatBytes(lag)} behind ${last}`,
+    `promoting: the term of ${last} ended; I am ${me}, the most advanced (${formatLsn(node.flushedLsn)}) of ${evidence.summary}, ${formatBytes(lag)} behind ${last}`,
   );
 }
 
