@@ -2,7 +2,8 @@
 // acknowledges it; with the primary's PostgreSQL killed with -9 during maintenance nothing is
 // promoted for 20 s and the server is left down; after `stop` it starts in place and a black-box
 // writer goes on with nothing lost; `maintenance run` leaves maintenance on when its command fails
-// and clears it when the command succeeds; a ttl ends maintenance by itself, journaled.
+// and clears it when the command succeeds; a ttl ends maintenance by itself, journaled; and
+// `parley failover` makes a proven standby primary when the primary is gone during maintenance.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -117,6 +118,37 @@ describe('maintenance mode on a three-node cluster', () => {
     assert.equal(done.code, 0, done.stderr);
     assert.match(done.stdout, /maintenance off/);
     assert.equal((await status()).maintenance, null);
+  });
+
+  test('parley failover: refused while a healthy primary exists; with the primary gone during maintenance it promotes the proven standby', async () => {
+    await waitUntil('healthy again', healthy, 60_000);
+    const before = await status();
+    const standby = before.nodes.find((n) => n.role === 'standby')!.name;
+    const refused = await cli(['failover', '--to', standby, '--reason', 'not needed', '--dir', dir]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, new RegExp(`failover refused: ${before.primary} is a healthy primary holding the lease; use parley switchover`));
+
+    const writer = await startWriter(url);
+    await writer.waitForAcks(10, 30_000);
+    assert.equal((await cli(['maintenance', 'start', '--reason', 'disk replacement', '--dir', dir])).code, 0);
+    const primary = before.nodes.find((n) => n.name === before.primary)!;
+    process.kill(primary.pid!, 'SIGKILL');
+    await sleep(3000);
+    assert.equal((await status()).primary, null, 'maintenance: nobody takes over by itself');
+    const done = await cli(['failover', '--to', standby, '--reason', 'node1 will not come back today', '--dir', dir]);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stdout, new RegExp(`failover done: ${standby} is the primary \\(proven to hold every acknowledged write`));
+    await writer.waitForAcks(10, 60_000);
+    const report = await writer.stop();
+    const stored = await writer.history();
+    const ids = new Set(stored.map((m) => m.clientMessageId));
+    assert.equal(ids.size, stored.length, 'nothing duplicated');
+    for (const ack of report.acked) assert.ok(ids.has(ack.clientMessageId), `acknowledged ${ack.clientMessageId} is stored`);
+    assert.ok(journal().some((e) => e.kind === 'operator' && e.action === 'failover' && e.to === standby && typeof e.by === 'string'));
+    assert.ok(journal().some((e) => e.kind === 'failover' && e.node === standby && e.outcome === 'accepted'));
+    // After maintenance the old primary rejoins as a standby of the new one.
+    assert.equal((await cli(['maintenance', 'stop', '--reason', 'disk replaced', '--dir', dir])).code, 0);
+    await waitUntil('the old primary streams from the new one', async () => (await healthy()) && (await status()).primary === standby, 60_000);
   });
 
   test('maintenance ends by itself at its ttl, and every agent journals the expiry', async () => {

@@ -12,6 +12,7 @@ import {
   runAgentProcess,
   runAppServer,
   runMaintenance,
+  runManualFailover,
   runSwitchover,
   runUp,
   startMaintenance,
@@ -160,6 +161,19 @@ export function buildProgram(): Command {
     .action(async (options: { to: string; reason: string; dir: string; config?: string }) => {
       const done = await runSwitchover({ dir: options.dir, to: options.to, reason: options.reason, configFile: options.config, out: say });
       say(`switchover done: ${options.to} is the primary (${done.tookMs} ms from the request)`);
+    });
+
+  program
+    .command('failover')
+    .description('make a standby the primary when no healthy primary exists; refused without proof of every acknowledged write unless --force')
+    .requiredOption('--to <node>', 'the standby that becomes primary')
+    .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
+    .option('--force', 'promote even without proof; says (and journals) what may be lost')
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file')
+    .action(async (options: { to: string; reason: string; force?: boolean; dir: string; config?: string }) => {
+      const done = await runManualFailover({ dir: options.dir, to: options.to, force: options.force === true, reason: options.reason, configFile: options.config, out: say });
+      say(`failover done: ${options.to} is the primary (${done.detail})`);
     });
 
   const operator = program.command('operator').description('operator accounts');

@@ -37,6 +37,7 @@ import type {
   LeaseRecord,
   LeaseView,
   MaintenanceRecord,
+  ManualFailoverRequest,
   MemberState,
   NodeObservation,
   SwitchoverRequest,
@@ -46,7 +47,18 @@ import type {
 } from './types.ts';
 
 /** Keys in the lease store. The leader record has no TTL: it must outlive its term. */
-export const leaseKeys = { leader: 'leader', maintenance: 'maintenance', switchover: 'switchover', memberPrefix: 'members/' } as const;
+export const leaseKeys = { leader: 'leader', maintenance: 'maintenance', switchover: 'switchover', failover: 'failover', memberPrefix: 'members/' } as const;
+
+/** The value stored under `failover` by `parley failover`; its target adds the answer. */
+export interface StoredManualFailover {
+  to: string;
+  force: boolean;
+  reason: string;
+  requestedBy: string;
+  requestedAtMs: number;
+  expiresAtMs: number;
+  answer?: { outcome: 'accepted' | 'refused'; detail: string; atMs: number };
+}
 
 /** The value stored under `switchover` by `parley switchover`; the handing-over agent adds the result. */
 export interface StoredSwitchover {
@@ -271,14 +283,23 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     return { holder: value.holder, revision: entry.revision, acquiredAtMs: value.acquiredAtMs, expiresAtMs: value.expiresAtMs, released: value.released, rolledBack: value.rolledBack };
   }
 
-  async function readStore(): Promise<{ lease: LeaseView; maintenance: MaintenanceRecord | null; members: MemberState[]; switchover: SwitchoverRequest | null }> {
+  async function readStore(): Promise<{
+    lease: LeaseView;
+    maintenance: MaintenanceRecord | null;
+    members: MemberState[];
+    switchover: SwitchoverRequest | null;
+    manualFailover: ManualFailoverRequest | null;
+  }> {
     try {
-      const [leader, maintenance, members, switchover] = await Promise.all([
+      const [leader, maintenance, members, switchover, failover] = await Promise.all([
         options.store.get(leaseKeys.leader),
         options.store.get(leaseKeys.maintenance),
         options.store.list(leaseKeys.memberPrefix),
         options.store.get(leaseKeys.switchover),
+        options.store.get(leaseKeys.failover),
       ]);
+      const manual = failover ? (JSON.parse(failover.value) as StoredManualFailover) : undefined;
+      const manualPending = manual !== undefined && manual.answer === undefined && manual.expiresAtMs > Date.now();
       const request = switchover ? (JSON.parse(switchover.value) as StoredSwitchover) : undefined;
       lastKnownLease = toLease(leader);
       lastMaintenance = maintenance
@@ -293,10 +314,11 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         maintenance: lastMaintenance,
         members: states,
         switchover: pending ? { revision: switchover!.revision, from: request.from, to: request.to, expiresAtMs: request.expiresAtMs } : null,
+        manualFailover: manualPending ? { revision: failover!.revision, to: manual.to, force: manual.force, expiresAtMs: manual.expiresAtMs } : null,
       };
     } catch (error) {
       if (!isLeaseStoreUnavailable(error)) throw error;
-      return { lease: { known: false, lastKnown: lastKnownLease }, maintenance: lastMaintenance, members: [], switchover: null };
+      return { lease: { known: false, lastKnown: lastKnownLease }, maintenance: lastMaintenance, members: [], switchover: null, manualFailover: null };
     }
   }
 
@@ -513,6 +535,15 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         return true;
       case 'handOver':
         return handOver(action);
+      case 'answerFailover': {
+        const entry = await options.store.get(leaseKeys.failover);
+        if (!entry || entry.revision !== action.revision) return true;
+        const request = JSON.parse(entry.value) as StoredManualFailover;
+        await options.store.update(leaseKeys.failover, JSON.stringify({ ...request, answer: { outcome: action.outcome, detail: action.detail, atMs: Date.now() } }), action.revision);
+        journal('failover', { outcome: action.outcome, force: request.force, detail: action.detail, requestedBy: request.requestedBy, reason: request.reason });
+        options.log(`manual failover to me: ${action.outcome} (${action.detail})`);
+        return true;
+      }
       case 'setSynchronousStandbyNames':
         await setSynchronousStandbys(superuser(me!.port), action.config ? quorumStandbyNames(action.config.quorum, action.config.standbys) : '');
         return true;
@@ -546,7 +577,15 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const stored = await readStore();
       const now = Date.now();
       noteMaintenance(stored.maintenance, now);
-      const view: View = { node, lease: stored.lease, maintenance: stored.maintenance, members: stored.members, failsafe: [], switchover: stored.switchover };
+      const view: View = {
+        node,
+        lease: stored.lease,
+        maintenance: stored.maintenance,
+        members: stored.members,
+        failsafe: [],
+        switchover: stored.switchover,
+        manualFailover: stored.manualFailover,
+      };
       const decision = decide(view, options.decideConfig, now);
       if (decision.reason !== lastReason) {
         options.log(decision.reason);

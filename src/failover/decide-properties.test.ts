@@ -153,6 +153,7 @@ const caseArb: fc.Arbitrary<Case> = fc
           members: v.members.filter((m): m is MemberState => m !== null),
           failsafe: v.known ? [] : v.replies.filter((r): r is { name: string; confirms: boolean } => r !== null),
           switchover: null,
+          manualFailover: null,
         },
       }));
   });
@@ -230,8 +231,8 @@ test('a takeover happens only with proof that the candidate has every acknowledg
       const me = view.node;
       assert.ok(me.running && me.role === 'standby' && me.upstream === null, made.reason);
       const last = view.members.find((m) => m.name === record.holder);
-      // A holder last seen as a standby is held to the configured quorum (the shell sets it before promoting).
-      const sync = last?.role === 'standby' ? desiredSynchronous(config, last.name) : last?.synchronous;
+      // A holder not seen running as primary is held to the configured quorum (the shell sets it before promoting).
+      const sync = last === undefined ? undefined : last.running && last.role === 'primary' ? last.synchronous : desiredSynchronous(config, last.name);
       assert.ok(last !== undefined && sync !== null && sync !== undefined, made.reason);
       const finals = sync.standbys.flatMap((name): Wal[] => {
         if (name === me.name) return [me];

@@ -11,6 +11,7 @@ import type {
   FailsafeReply,
   LeaseRecord,
   MaintenanceRecord,
+  ManualFailoverRequest,
   MemberState,
   NodeObservation,
   SwitchoverRequest,
@@ -65,6 +66,7 @@ interface ViewFields {
   readonly members?: readonly MemberState[];
   readonly failsafe?: readonly FailsafeReply[];
   readonly switchover?: SwitchoverRequest | null;
+  readonly manualFailover?: ManualFailoverRequest | null;
 }
 
 function view(node: NodeObservation, fields: ViewFields = {}): View {
@@ -76,6 +78,7 @@ function view(node: NodeObservation, fields: ViewFields = {}): View {
     members: fields.members ?? [],
     failsafe: fields.failsafe ?? [],
     switchover: fields.switchover ?? null,
+    manualFailover: fields.manualFailover ?? null,
   };
 }
 
@@ -212,6 +215,43 @@ test('the most advanced standby with final positions of N−k+1 synchronous stan
     { type: 'promote' },
   ]);
   assert.match(made.reason, /^promoting: the term of node1 ended; I am node2, the most advanced \(0\/170C\) of 2 of 2 synchronous standbys/);
+});
+
+test('a manual failover promotes its target when proven, even behind a better candidate, during maintenance, past the lag bound', () => {
+  // Proves parley failover without --force follows the takeover proof and nothing else.
+  const request: ManualFailoverRequest = { revision: '3', to: 'node3', force: false, expiresAtMs: now + 10_000 };
+  const maintenance: MaintenanceRecord = { revision: '4', active: true, expiresAtMs: now + 60_000, reason: 'repair', owner: 'ops' };
+  const me = observation('node3', { upstream: null, streaming: false, flushedLsn: 5900 });
+  const made = decide(view(me, { record: ended, maintenance, manualFailover: request, members: [oldPrimary, detached('node2', 5900)] }), { ...config, maximumLagOnFailoverBytes: 0 }, now);
+  assert.deepEqual(steps(made), ['acquireLease', 'promote', 'answerFailover']);
+  assert.equal((made.actions[2] as { outcome: string }).outcome, 'accepted');
+  // Still streaming: it detaches first, so that its own position is final.
+  assert.deepEqual(steps(decide(view(observation('node3'), { record: ended, manualFailover: request, members: [oldPrimary] }), config, now)), ['detach(node1)']);
+});
+
+test('a manual failover that cannot be proven is refused naming the gap, and --force promotes with a critical alert', () => {
+  // Proves the refusal names the LSN gap, and that force says what may be lost.
+  const request: ManualFailoverRequest = { revision: '3', to: 'node3', force: false, expiresAtMs: now + 10_000 };
+  const me = observation('node3', { upstream: null, streaming: false, flushedLsn: 5000 });
+  const members = [oldPrimary, detached('node2', 5900)];
+  const refused = decide(view(me, { record: ended, manualFailover: request, members }), config, now);
+  assert.deepEqual(steps(refused), ['answerFailover']);
+  assert.match((refused.actions[0] as { detail: string }).detail, /node2 has WAL up to 0\/170C that I lack \(mine ends at 0\/1388, 900 B behind\)/);
+  const forced = decide(view(me, { record: ended, manualFailover: { ...request, force: true }, members }), config, now);
+  assert.deepEqual(steps(forced), ['acquireLease', 'promote', 'answerFailover']);
+  assert.deepEqual(alerts(forced), ['critical:manual-failover-forced']);
+});
+
+test('a manual failover is refused while a running primary holds the lease; a holder whose server is down lets it go', () => {
+  // Proves manual failover is for when no healthy primary exists, including a primary down during maintenance.
+  const request: ManualFailoverRequest = { revision: '3', to: 'node2', force: true, expiresAtMs: now + 10_000 };
+  const runningPrimary = member('node1', { role: 'primary', upstream: null, streaming: false, publishedAtMs: now - 100 });
+  const target = decide(view(observation('node2'), { manualFailover: request, members: [runningPrimary] }), config, now);
+  assert.deepEqual(steps(target), ['answerFailover']);
+  assert.match((target.actions[0] as { detail: string }).detail, /node1 is a running primary holding the lease; use parley switchover/);
+  const maintenance: MaintenanceRecord = { revision: '4', active: true, expiresAtMs: now + 60_000, reason: 'repair', owner: 'ops' };
+  const holderDown = decide(view(primaryObservation('node1', { running: false, downSinceMs: now - 1000 }), { maintenance, manualFailover: request }), config, now);
+  assert.deepEqual(steps(holderDown), ['releaseLease']);
 });
 
 test('a standby behind another eligible one waits for it', () => {

@@ -3,6 +3,7 @@
 // journal can replay it. The rules are in docs/failover-core.md; the one-line reasons follow
 // Patroni's ("no action: I am node2, following node1").
 import type {
+  ManualFailoverRequest,
   Action,
   DecideConfig,
   Decision,
@@ -107,6 +108,13 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
   if (node.role === 'primary') {
     const renew: Action = { type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs };
     if (!node.running) {
+      const manual = pendingManualFailover(view, now);
+      if (manual !== null && manual.to !== me) {
+        return decision(
+          [{ type: 'releaseLease', revision: record.revision, rollback: false }],
+          `releasing the lease: my PostgreSQL is down and an operator asked for a failover to ${manual.to}`,
+        );
+      }
       if (maintenanceActive(view.maintenance, now)) {
         return decision([renew], `no action: I am ${me}, the primary, holding the lease; my PostgreSQL is down and left alone during maintenance${maintenanceNote(view, now)}`);
       }
@@ -202,6 +210,13 @@ function decideUnderHolder(view: View, now: number, record: LeaseRecord): Decisi
     return decision([{ type: 'start', role: 'standby' }], `starting PostgreSQL as a standby: ${holder} holds the lease`);
   }
   const holderState = findMember(view, holder);
+  const manual = pendingManualFailover(view, now);
+  if (manual !== null && manual.to === me && holder !== me && holderState?.running === true && holderState.role === 'primary') {
+    return decision(
+      [{ type: 'answerFailover', revision: manual.revision, outcome: 'refused', detail: `${holder} is a running primary holding the lease; use parley switchover` }],
+      `refusing the manual failover: ${holder} is a running primary holding the lease`,
+    );
+  }
   if (holderState === undefined || !holderState.running || holderState.role !== 'primary') {
     if (node.upstream !== null && node.upstream !== holder) {
       return decision(
@@ -266,6 +281,12 @@ function decideWithoutHolder(view: View, config: DecideConfig, now: number, reco
   }
 
   // A running standby.
+  const manual = pendingManualFailover(view, now);
+  if (manual !== null && manual.to === me) return decideManualFailover(view, config, now, record, acquire, manual);
+  if (manual !== null && node.upstream !== null) {
+    // Even during maintenance: the operator's target needs this position final to prove itself.
+    return decision([{ type: 'detach', from: node.upstream }], `detaching from ${node.upstream}: an operator asked for a failover to ${manual.to}, which needs my position final`);
+  }
   if (maintenanceActive(view.maintenance, now)) {
     const m = view.maintenance!;
     const following = node.upstream === null ? 'following nobody' : `following ${node.upstream}`;
@@ -320,10 +341,11 @@ function takeoverEvidence(view: View, config: DecideConfig, record: LeaseRecord)
   const me = node.name;
   const last = record.holder;
   const lastState = findMember(view, last);
-  // A holder last seen as a standby (a switchover target, or a candidate that never finished
-  // promoting) may have been promoted since: the shell sets the configured quorum before any
-  // promotion, so that is the set its writes were acknowledged by.
-  const sync = lastState?.role === 'standby' ? desiredSynchronous(config, last) : (lastState?.synchronous ?? null);
+  // The quorum its writes were acknowledged by: what it published while running as primary; else
+  // (last seen as a standby — a switchover target, a candidate whose promotion never showed — or
+  // with its server down, which publishes no setting) the configured one, which the shell sets
+  // before any promotion and keeps in force on every primary.
+  const sync = lastState === undefined ? null : lastState.running && lastState.role === 'primary' ? lastState.synchronous : desiredSynchronous(config, last);
   if (sync === null || sync.quorum < 1) {
     const why = lastState === undefined ? `${last} never published its state` : `${last} ran without synchronous replication`;
     return { known: false, message: `cannot prove a candidate after ${last}'s term: ${why}` };
@@ -424,6 +446,55 @@ function decideCandidacy(
   return decision(
     [acquire, { type: 'promote' }],
     `promoting: the term of ${last} ended; I am ${me}, the most advanced (${formatLsn(node.flushedLsn)}) of ${evidence.summary}, ${formatBytes(lag)} behind ${last}`,
+  );
+}
+
+function pendingManualFailover(view: View, now: number): ManualFailoverRequest | null {
+  const request = view.manualFailover;
+  return request !== null && now < request.expiresAtMs ? request : null;
+}
+
+/**
+ * The target of a manual failover, a running standby, with no term running: detach first (so its
+ * position is final), then take over with the takeover proof — ignoring the lag bound, the better
+ * candidates and maintenance, which are the automatic policy — or, with `force`, without it,
+ * saying what may be lost. Without proof and without force it refuses and names the gap.
+ */
+function decideManualFailover(view: View, config: DecideConfig, now: number, record: LeaseRecord | null, acquire: Action, request: ManualFailoverRequest): Decision {
+  const node = view.node;
+  const me = node.name;
+  if (node.upstream !== null) {
+    return decision([{ type: 'detach', from: node.upstream }], `detaching from ${node.upstream}: an operator asked for a failover to me; my position must be final`);
+  }
+  const evidence: Evidence = record === null ? { known: false, message: 'there has never been a lease, so nothing proves which node has every acknowledged write' } : takeoverEvidence(view, config, record);
+  let gap: string | null = null;
+  if (!evidence.known) {
+    gap = evidence.message;
+  } else {
+    const short = evidence.shortfallOf(node);
+    if (short !== null) {
+      const bytes = short.wal.flushedLsn - node.flushedLsn;
+      gap = `${short.name} has WAL up to ${formatLsn(short.wal.flushedLsn)} that I lack (mine ends at ${formatLsn(node.flushedLsn)}${bytes > 0 ? `, ${formatBytes(bytes)} behind` : ', on another timeline'})`;
+    }
+  }
+  const promote: Action = { type: 'promote' };
+  if (gap === null) {
+    const proof = evidence.known ? evidence.summary : '';
+    return decision(
+      [acquire, promote, { type: 'answerFailover', revision: request.revision, outcome: 'accepted', detail: `proven to hold every acknowledged write (${proof})` }],
+      `promoting on an operator's request: I am ${me} and hold every acknowledged write (${proof})`,
+    );
+  }
+  if (!request.force) {
+    return decision(
+      [{ type: 'answerFailover', revision: request.revision, outcome: 'refused', detail: `cannot prove ${me} holds every acknowledged write: ${gap}` }],
+      `refusing the manual failover to me: ${gap}`,
+    );
+  }
+  const message = `forced failover to ${me} at ${formatLsn(node.flushedLsn)} on timeline ${node.timeline}: acknowledged writes may be lost (${gap})`;
+  return decision(
+    [acquire, promote, alert('manual-failover-forced', 'critical', message), { type: 'answerFailover', revision: request.revision, outcome: 'accepted', detail: message }],
+    `promoting by force on an operator's request: ${gap}`,
   );
 }
 

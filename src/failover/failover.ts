@@ -65,4 +65,4 @@ export {
 } from './lease-store.ts';
 export { createLocalLeaseClient, generateLeaseToken, startLocalLeaseServer, type LocalLeaseServer } from './lease-local.ts';
 export { createEtcdLeaseStore, type EtcdLeaseStoreOptions } from './lease-etcd.ts';
-export { leaseKeys, parseSynchronous, readTimelineHistory, runAgent, type AgentOptions, type MemberAddress, type StoredSwitchover } from './agent.ts';
+export { leaseKeys, parseSynchronous, readTimelineHistory, runAgent, type AgentOptions, type MemberAddress, type StoredManualFailover, type StoredSwitchover } from './agent.ts';

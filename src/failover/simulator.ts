@@ -17,6 +17,7 @@ import type {
   MemberState,
   NodeObservation,
   Role,
+  ManualFailoverRequest,
   SwitchoverRequest,
   SynchronousConfig,
   TimelineSwitch,
@@ -73,7 +74,8 @@ export type FaultKind =
   | 'timely-reads'
   | 'lost-replies' // the node's lease writes take effect but half of the replies are lost
   | 'replies-ok'
-  | 'switchover'; // an operator asks the primary to hand over to `node` (durationMs: how long the request is valid)
+  | 'switchover' // an operator asks the primary to hand over to `node` (durationMs: how long the request is valid)
+  | 'manual-failover'; // an operator asks `node` to take over without --force (durationMs: how long the request is valid)
 
 /** One fault at one time. `node` "primary" means whichever node is primary at that moment. */
 export interface FaultEvent {
@@ -217,7 +219,8 @@ export function scheduleFor(seed: number): Schedule {
         else brokenForGood = true;
         break;
       case 12:
-        faults.push({ atMs, kind: 'switchover', node: rng.pick(members), durationMs: rng.int(5, 100) * stepMs });
+        if (rng.chance(0.5)) faults.push({ atMs, kind: 'switchover', node: rng.pick(members), durationMs: rng.int(5, 100) * stepMs });
+        else faults.push({ atMs, kind: 'manual-failover', node: rng.pick(members), durationMs: rng.int(5, 100) * stepMs });
         break;
       default:
         // Two faults at once on the primary: the classic double failure.
@@ -331,6 +334,7 @@ class Simulation {
   private maintenance: MaintenanceRecord | null = null;
   private switchover: SwitchoverRequest | null = null;
   private switchoverRevision = 0;
+  private manualFailover: ManualFailoverRequest | null = null;
   private storeDown = false;
   private readonly published = new Map<string, MemberState[]>();
   /** The highest acknowledged position on each timeline. */
@@ -530,6 +534,11 @@ class Simulation {
         this.switchover = { revision: String(this.switchoverRevision), from: primary.name, to: node.name, expiresAtMs: this.now + fault.durationMs };
         return;
       }
+      case 'manual-failover':
+        if (node === null || this.storeDown) return;
+        this.switchoverRevision += 1;
+        this.manualFailover = { revision: String(this.switchoverRevision), to: node.name, force: false, expiresAtMs: this.now + fault.durationMs };
+        return;
       case 'replies-ok':
         if (node !== null) node.lostReplies = false;
         return;
@@ -745,7 +754,7 @@ class Simulation {
       node.lastKnownMaintenance = this.maintenance;
       const members = full ? this.readMembers(node) : [];
       if (full) node.lastKnownMembers = members;
-      return { node: observation, lease: { known: true, record: this.lease }, maintenance: this.maintenance, members, failsafe: [], switchover: this.switchover };
+      return { node: observation, lease: { known: true, record: this.lease }, maintenance: this.maintenance, members, failsafe: [], switchover: this.switchover, manualFailover: this.manualFailover };
     }
     const failsafe =
       full && node.pgRunning && node.role === 'primary'
@@ -760,6 +769,7 @@ class Simulation {
       maintenance: node.lastKnownMaintenance,
       members: node.lastKnownMembers,
       switchover: null,
+      manualFailover: null,
       failsafe,
     };
   }
@@ -843,7 +853,9 @@ class Simulation {
         if ((lease?.revision ?? null) !== action.revision || (this.maintenance?.revision ?? null) !== action.maintenanceRevision) return false;
         if (lease !== null && termActive(lease, this.now)) return false;
         const takeover = lease === null || lease.holder !== node.name;
-        if (takeover && maintenanceActive(this.maintenance, this.now)) {
+        // An operator's manual failover may take over during maintenance: that is its point.
+        const requested = this.manualFailover?.to === node.name && this.now < this.manualFailover.expiresAtMs;
+        if (takeover && !requested && maintenanceActive(this.maintenance, this.now)) {
           this.violate('failover-during-maintenance', `${node.name} took the lease from ${lease?.holder ?? 'nobody'} while maintenance is on`);
         }
         this.lease = {
@@ -874,6 +886,9 @@ class Simulation {
         this.log(`${node.name} released the lease${action.rollback ? ' (rollback)' : ''}`);
         return true;
       }
+      case 'answerFailover':
+        if (this.manualFailover?.revision === action.revision) this.manualFailover = null;
+        return true;
       case 'handOver': {
         // The shell: a clean shutdown streams every byte to the standbys connected and able to
         // receive; the lease goes to the target only if it has all of it; else a restart as primary.

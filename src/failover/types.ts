@@ -137,6 +137,18 @@ export interface SwitchoverRequest {
   readonly expiresAtMs: number;
 }
 
+/**
+ * An operator's request to make `to` the primary when no healthy primary exists (`parley failover`),
+ * valid until `expiresAtMs`. Without `force`, `to` takes over only with the takeover proof (lag bound
+ * and maintenance aside: the operator decided); with it, regardless, and says what may be lost.
+ */
+export interface ManualFailoverRequest {
+  readonly revision: string;
+  readonly to: string;
+  readonly force: boolean;
+  readonly expiresAtMs: number;
+}
+
 /** A peer's direct answer to "am I still your primary?", asked only while the store is unreachable. */
 export interface FailsafeReply {
   readonly name: string;
@@ -155,6 +167,8 @@ export interface View {
   readonly failsafe: readonly FailsafeReply[];
   /** A pending switchover request, read with the lease; null when there is none. */
   readonly switchover: SwitchoverRequest | null;
+  /** A pending manual failover request, read with the lease; null when there is none. */
+  readonly manualFailover: ManualFailoverRequest | null;
 }
 
 /** The subset of the cluster configuration `decide()` needs (from `cluster` in src/config/schema.ts). */
@@ -185,6 +199,7 @@ export type FailoverAlertCode =
   | 'no-lease'
   | 'failover-rolled-back'
   | 'primary-start-failed'
+  | 'manual-failover-forced'
   | 'maintenance-holds-failover';
 
 /**
@@ -224,6 +239,8 @@ export type Action =
    * The request `switchoverRevision` is cleared either way.
    */
   | { readonly type: 'handOver'; readonly to: string; readonly revision: string; readonly switchoverRevision: string }
+  /** Answer the manual failover request `revision` (the operator's command waits for it). */
+  | { readonly type: 'answerFailover'; readonly revision: string; readonly outcome: 'accepted' | 'refused'; readonly detail: string }
   /** Apply the setting to PostgreSQL and reload; null empties it (no synchronous standbys). */
   | { readonly type: 'setSynchronousStandbyNames'; readonly config: SynchronousConfig | null }
   | { readonly type: 'alert'; readonly code: FailoverAlertCode; readonly severity: 'warning' | 'critical'; readonly message: string };

@@ -10,3 +10,4 @@ export { runUp, type UpOptions } from './up.ts';
 export { runAgentProcess } from './agent-process.ts';
 export { parseDuration, runMaintenance, startMaintenance, stopMaintenance } from './maintenance.ts';
 export { runSwitchover, switchoverRefusal } from './switchover.ts';
+export { runManualFailover } from './manual-failover.ts';
