@@ -37,7 +37,7 @@ export async function startAppServer(options: {
       connectTimeoutMs: config.data.connectTimeoutMs,
       applicationName: `parley-app-${options.port}`,
     });
-  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours });
+  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours, resendWithinMs: config.data.failoverWaitMs });
   const { app } = await buildApp({
     chat,
     db,

@@ -1,6 +1,6 @@
 // chat/: accounts, sessions, conversations, messages, receipts, sync and live fan-out. Talks to
 // PostgreSQL through data/ only and knows nothing of HTTP: api/ calls this façade.
-import type { Database } from '../data/data.ts';
+import { isConnectionLost, type Database } from '../data/data.ts';
 import { authenticate, createAccount, createSession, deleteSession, grantOperator, type Caller } from './accounts.ts';
 import { createConversation, getConversation, listConversations, memberIds, parseConversationId } from './conversations.ts';
 import { createHub, type Hub, type Listener } from './hub.ts';
@@ -23,7 +23,17 @@ export interface ChatOptions {
   sessionTtlHours: number;
   /** Live delivery; one per app server. */
   hub?: Hub;
+  /**
+   * A send whose connection was lost mid-way (its primary stopped: a failover or switchover) is
+   * sent again, with the same clientMessageId, until this long after it began: sends are
+   * idempotent, so the client sees a pause rather than an error. 0: never.
+   */
+  resendWithinMs?: number;
 }
+
+// Pause between a send lost with its connection and its resend (the routed database then waits
+// for the primary by itself).
+const resendStepMs = 100;
 
 // Members never change after a conversation is created, so fan-out can cache them.
 const memberCacheMax = 10_000;
@@ -71,8 +81,22 @@ export function createChat(db: Database, options: ChatOptions) {
     listConversations: (caller: Caller) => listConversations(db, caller),
 
     async send(caller: Caller, input: { conversationId: string; clientMessageId: string; body: string }): Promise<{ message: MessageView; created: boolean }> {
-      const result = await sendMessage(db, caller, input);
-      if (result.created) await publish(input.conversationId, { type: 'message', message: result.message });
+      const deadline = Date.now() + (options.resendWithinMs ?? 0);
+      let resent = false;
+      let result: Awaited<ReturnType<typeof sendMessage>>;
+      for (;;) {
+        try {
+          result = await sendMessage(db, caller, input);
+          break;
+        } catch (error) {
+          if (!isConnectionLost(error) || Date.now() >= deadline) throw error;
+          resent = true;
+          await new Promise((resolve) => setTimeout(resolve, resendStepMs));
+        }
+      }
+      // A lost first attempt may have stored the message without anyone hearing of it: announce
+      // it (clients apply events idempotently).
+      if (result.created || resent) await publish(input.conversationId, { type: 'message', message: result.message });
       if (result.readMoved) {
         await publish(input.conversationId, { type: 'read', conversationId: input.conversationId, accountId: caller.id, seq: result.message.seq });
       }

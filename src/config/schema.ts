@@ -100,6 +100,8 @@ export const configSchema = z
         queryTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
         /** How long a request may wait for a free connection. */
         connectTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
+        /** How long a query waits for a primary during a failover or switchover before 503. */
+        failoverWaitMs: z.number().int().min(0).max(60_000).default(5000),
       })
       .prefault({}),
     maintenance: z

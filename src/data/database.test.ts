@@ -8,6 +8,7 @@ import pg from 'pg';
 import { isParleyError } from '../errors/errors.ts';
 import { startThrowawayServer, type ThrowawayServer } from '../postgres/postgres.ts';
 import { createDatabase, type Database } from './database.ts';
+import { createRoutedDatabase } from './routed.ts';
 
 let server: ThrowawayServer;
 let db: Database;
@@ -43,4 +44,41 @@ test('a connection terminated while checked out fails its transaction with 503, 
   );
   const answer = await db.query<{ one: number }>('SELECT 1 AS one');
   assert.equal(answer.rows[0]!.one, 1);
+});
+
+test('a routed database waits for a primary up to failoverWaitMs, then answers 503; refused connections are waited out too', async () => {
+  // Proves the app server holds a query through a failover instead of failing it, within a bound.
+  const waiting = createRoutedDatabase(
+    [
+      { name: 'gone', url: 'postgres://postgres:x@127.0.0.1:1/postgres' },
+      { name: 'live', url: server.superuserUrl },
+    ],
+    { poolSize: 2, queryTimeoutMs: 5000, connectTimeoutMs: 2000, failoverWaitMs: 3000 },
+  );
+  try {
+    // No primary yet: the query waits until one is named.
+    setTimeout(() => waiting.setPrimary('live'), 200);
+    assert.equal((await waiting.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    // A primary that refuses connections (port 1): waited out until the lease names another.
+    waiting.setPrimary('gone');
+    setTimeout(() => waiting.setPrimary('live'), 300);
+    assert.equal((await waiting.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+    // Nobody comes: 503 once the bound has passed.
+    waiting.setPrimary(undefined);
+    await assert.rejects(waiting.query('SELECT 1'), (error: unknown) => isParleyError(error) && error.code === 'storage_unavailable');
+  } finally {
+    await waiting.close();
+  }
+  const impatient = createRoutedDatabase([{ name: 'live', url: server.superuserUrl }], { poolSize: 1, queryTimeoutMs: 5000, connectTimeoutMs: 2000 });
+  try {
+    let outcome: unknown = 'pending';
+    void impatient.query('SELECT 1').then(
+      () => (outcome = 'answered'),
+      (error: unknown) => (outcome = error),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(isParleyError(outcome) && outcome.code === 'storage_unavailable', `without failoverWaitMs, no primary fails at once (got ${String(outcome)})`);
+  } finally {
+    await impatient.close();
+  }
 });

@@ -52,6 +52,31 @@ export function classifyDatabaseError(error: unknown): unknown {
   return error;
 }
 
+// Failures after which the statement cannot have taken effect, so running it again anywhere is
+// safe: the server refused the connection or is starting or stopping (57P03), or the node is no
+// longer a primary and rejected a write outright (25006).
+const notReached = new WeakSet<object>();
+
+/** True when `error` came before the statement could take effect on the server (see above). */
+export function neverReachedServer(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && notReached.has(error);
+}
+
+/**
+ * True when the connection went away while a statement ran (the server stopped or was killed): the
+ * statement may or may not have committed. Only an idempotent one may be run again.
+ */
+export function isConnectionLost(error: unknown): boolean {
+  if (!isParleyError(error) || error.code !== 'storage_unavailable') return false;
+  const cause = error.cause as { code?: string; message?: string } | undefined;
+  return ['57P01', '57P02', '08006', '08003', 'ECONNRESET', 'EPIPE'].includes(cause?.code ?? '') || /Connection terminated|terminating connection/i.test(cause?.message ?? '');
+}
+
+function markNotReached(error: unknown): unknown {
+  if (typeof error === 'object' && error !== null) notReached.add(error);
+  return error;
+}
+
 function cancelledSyncWait(): ParleyError {
   return new ParleyError(
     'storage_unavailable',
@@ -109,7 +134,11 @@ export function createDatabase(options: DatabaseOptions): Database {
     try {
       client = await pool.connect();
     } catch (error) {
-      throw classifyDatabaseError(error);
+      // No connection, so nothing ran. (A wait for a free connection that timed out is not this:
+      // that is overload, and retrying would only add to it.)
+      const classified = classifyDatabaseError(error);
+      const code = (error as { code?: string }).code ?? '';
+      throw ['ECONNREFUSED', '57P03', '08001', '08006'].includes(code) ? markNotReached(classified) : classified;
     }
     // A server that dies (a failover) sends "terminating connection" to every client; one checked
     // out at that moment emits it as an 'error' event, which without a listener kills the whole app
@@ -178,7 +207,7 @@ export function createDatabase(options: DatabaseOptions): Database {
       } catch (error) {
         const classified = classifyDatabaseError(error);
         drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
-        throw classified;
+        throw (error as { code?: string }).code === '25006' ? markNotReached(classified) : classified;
       } finally {
         watch.stop();
         client.release(drop);
@@ -204,7 +233,8 @@ export function createDatabase(options: DatabaseOptions): Database {
             broken = true;
           }
         }
-        throw classifyDatabaseError(error);
+        const classified = classifyDatabaseError(error);
+        throw (error as { code?: string }).code === '25006' ? markNotReached(classified) : classified;
       } finally {
         watch.stop();
         client.release(broken);

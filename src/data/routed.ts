@@ -3,7 +3,11 @@
 // store), so data/ knows nothing of leases: it is told a name and routes to it.
 import type pg from 'pg';
 import { ParleyError } from '../errors/errors.ts';
-import { createDatabase, type Database, type DatabaseOptions, type Queryable } from './database.ts';
+import { createDatabase, neverReachedServer, type Database, type DatabaseOptions, type Queryable } from './database.ts';
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** One node the app may connect to. */
 export interface NodeUrl {
@@ -17,8 +21,17 @@ export interface RoutedDatabase extends Database {
   primary(): string | undefined;
 }
 
-/** Creates pools lazily, one per node; queries go to the current primary or fail fast with 503. */
-export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<DatabaseOptions, 'url'>): RoutedDatabase {
+// How often a query waiting for a primary looks again.
+const waitStepMs = 50;
+
+/**
+ * Creates pools lazily, one per node; queries go to the current primary. While there is none, or
+ * the primary cannot be reached (a failover or switchover under way), a query waits up to
+ * `failoverWaitMs` for one and runs there — so clients see a pause, not an error — then fails with
+ * 503. Only failures before the statement could take effect are waited out (neverReachedServer).
+ */
+export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<DatabaseOptions, 'url'> & { failoverWaitMs?: number }): RoutedDatabase {
+  const failoverWaitMs = options.failoverWaitMs ?? 0;
   const pools = new Map<string, Database>();
   let current: string | undefined;
 
@@ -37,6 +50,23 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<Da
     return pool;
   }
 
+  async function onPrimary<T>(run: (db: Database) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + failoverWaitMs;
+    for (;;) {
+      const tried = current;
+      try {
+        return await run(target());
+      } catch (error) {
+        const waitable = current === undefined || neverReachedServer(error);
+        if (!waitable || Date.now() + waitStepMs > deadline) throw error;
+      }
+      // Wait for the lease to name a primary (or another one), or for this one to answer again.
+      const until = Math.min(deadline, Date.now() + 1000);
+      while (current === tried && current === undefined && Date.now() < until) await sleep(waitStepMs);
+      if (current === tried) await sleep(waitStepMs);
+    }
+  }
+
   return {
     setPrimary(name) {
       if (name === current) return;
@@ -51,10 +81,10 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<Da
     },
     primary: () => current,
     query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
-      return target().query<R>(text, values, name);
+      return onPrimary((db) => db.query<R>(text, values, name));
     },
     transaction<T>(fn: (client: Queryable) => Promise<T>) {
-      return target().transaction(fn);
+      return onPrimary((db) => db.transaction(fn));
     },
     stats() {
       const pool = current === undefined ? undefined : pools.get(current);

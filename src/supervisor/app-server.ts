@@ -88,7 +88,13 @@ function followPrimary(paths: StatePaths, config: Config): { database: RoutedDat
   if (!secrets) throw new ParleyError('not_found', `${paths.secretsFile} is missing`);
   const database = createRoutedDatabase(
     cluster.members.map((m) => ({ name: m.name, url: makeUrl({ port: m.port, user: appRoleName, password: secrets.appPassword, database: appDatabaseName }) })),
-    { poolSize: config.data.poolSize, queryTimeoutMs: config.data.queryTimeoutMs, connectTimeoutMs: config.data.connectTimeoutMs, applicationName: 'parley-app' },
+    {
+      poolSize: config.data.poolSize,
+      queryTimeoutMs: config.data.queryTimeoutMs,
+      connectTimeoutMs: config.data.connectTimeoutMs,
+      applicationName: 'parley-app',
+      failoverWaitMs: config.data.failoverWaitMs,
+    },
   );
   const store = createLocalLeaseClient({ url: lease.url, token: lease.token, timeoutMs: 1000 });
   let stopped = false;
