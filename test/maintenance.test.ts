@@ -16,7 +16,7 @@ after(cleanUp);
 
 interface Status {
   primary: string | null;
-  maintenance: { reason: string; owner: string; since: string; expiresAt: string } | null;
+  maintenance: { reason: string; owner: string; since: string; expiresAt: string; node: string | null } | null;
   lease: { holder: string; active: boolean } | null;
   nodes: Array<{ name: string; role: string; pid: number | null; agentPid: number | null; sync: string | null }>;
 }
@@ -58,7 +58,8 @@ describe('maintenance mode on a three-node cluster', () => {
       [['maintenance', 'start', '--reason', '  ', '--dir', dir], /--reason: say why/],
       [['maintenance', 'start', '--reason', 'x', '--ttl', 'soon', '--dir', dir], /--ttl: "soon" is not a duration/],
       [['maintenance', 'start', '--reason', 'x', '--ttl', '9h', '--dir', dir], /longer than maintenance.maxTtlMs/],
-      [['maintenance', 'start', '--reason', 'x', '--node', 'node2', '--dir', dir], /single node is not built yet/],
+      [['maintenance', 'start', '--reason', 'x', '--node', 'node9', '--dir', dir], /--node: there is no node "node9"/],
+      [['maintenance', 'start', '--reason', 'x', '--switchover-to', 'node2', '--dir', dir], /--switchover-to goes with --node/],
     ];
     for (const [args, expected] of cases) {
       const answer = await cli(args);
@@ -149,6 +150,39 @@ describe('maintenance mode on a three-node cluster', () => {
     // After maintenance the old primary rejoins as a standby of the new one.
     assert.equal((await cli(['maintenance', 'stop', '--reason', 'disk replaced', '--dir', dir])).code, 0);
     await waitUntil('the old primary streams from the new one', async () => (await healthy()) && (await status()).primary === standby, 60_000);
+  });
+
+  test('maintenance of one standby: left alone while writes go on; the primary needs a switchover first', async () => {
+    await waitUntil('healthy again', healthy, 60_000);
+    const before = await status();
+    const refused = await cli(['maintenance', 'start', '--node', before.primary!, '--reason', 'x', '--dir', dir]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /is the primary: maintenance of the primary needs a switchover first; add --switchover-to NODE/);
+    const standby = before.nodes.find((n) => n.role === 'standby')!;
+    const started = await cli(['maintenance', 'start', '--node', standby.name, '--reason', 'replace its disk', '--dir', dir]);
+    assert.equal(started.code, 0, started.stderr);
+    assert.match(started.stdout, new RegExp(`maintenance of ${standby.name} on until .*; ${standby.name} is left alone and never promoted`));
+    assert.equal((await status()).maintenance?.node, standby.name);
+    const writer = await startWriter(url);
+    await writer.waitForAcks(5, 30_000);
+    process.kill(standby.pid!, 'SIGKILL');
+    await writer.waitForAcks(20, 30_000);
+    await sleep(3000);
+    assert.equal((await status()).nodes.find((n) => n.name === standby.name)?.role, 'down', 'its agent leaves it down');
+    const report = await writer.stop();
+    assert.ok(report.acked.length >= 25);
+    assert.equal((await cli(['maintenance', 'stop', '--node', standby.name, '--reason', 'disk replaced', '--dir', dir])).code, 0);
+    await waitUntil(`${standby.name} is started again and streams`, healthy, 60_000);
+    // The primary, with a switchover first.
+    const primary = (await status()).primary!;
+    const other = (await status()).nodes.find((n) => n.role === 'standby')!.name;
+    const moved = await cli(['maintenance', 'start', '--node', primary, '--switchover-to', other, '--reason', 'kernel upgrade', '--dir', dir]);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(moved.stdout, new RegExp(`switchover done: ${other} is the primary`));
+    const after = await status();
+    assert.equal(after.primary, other);
+    assert.equal(after.maintenance?.node, primary);
+    assert.equal((await cli(['maintenance', 'stop', '--reason', 'done', '--dir', dir])).code, 0);
   });
 
   test('maintenance ends by itself at its ttl, and every agent journals the expiry', async () => {

@@ -120,18 +120,23 @@ export function buildProgram(): Command {
     .description('turn maintenance on; returns once every live agent has acknowledged it')
     .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
     .option('--ttl <duration>', 'how long before it ends by itself, e.g. 30m, 1h, 1h30m (default maintenance.defaultTtlMs, 1 h)')
-    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--node <name>', 'one standby only: left alone and never promoted while the rest fails over as usual')
+    .option('--switchover-to <node>', 'with --node naming the primary: switch over to this standby first')
     .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
     .option('--config <file>', 'configuration file (for maintenance.* limits)')
-    .action(async (options: { reason: string; ttl?: string; node?: string; dir: string; config?: string }) => {
-      const started = await startMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, configFile: options.config });
-      say(`maintenance on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; no automatic failover until it ends`);
+    .action(async (options: { reason: string; ttl?: string; node?: string; switchoverTo?: string; dir: string; config?: string }) => {
+      const started = await startMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, switchoverTo: options.switchoverTo, configFile: options.config, out: say });
+      say(
+        options.node === undefined
+          ? `maintenance on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; no automatic failover until it ends`
+          : `maintenance of ${options.node} on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; ${options.node} is left alone and never promoted until it ends`,
+      );
     });
   maintenance
     .command('stop')
     .description('turn maintenance off; returns once every live agent has acknowledged it')
     .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
-    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--node <name>', 'the node whose maintenance ends (refused if another is on)')
     .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
     .option('--config <file>', 'configuration file (for maintenance.* limits)')
     .action(async (options: { reason: string; node?: string; dir: string; config?: string }) => {
@@ -143,12 +148,13 @@ export function buildProgram(): Command {
     .description('maintenance on, run COMMAND, wait for a healthy cluster, maintenance off; on failure it stays on')
     .requiredOption('--reason <text>', 'why (goes to the journal with your OS user)')
     .option('--ttl <duration>', 'ttl of the maintenance, e.g. 30m (default maintenance.defaultTtlMs)')
-    .option('--node <name>', 'one node only (not built yet: refused)')
+    .option('--node <name>', 'one standby only (see maintenance start)')
+    .option('--switchover-to <node>', 'with --node naming the primary: switch over to this standby first')
     .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
     .option('--config <file>', 'configuration file (for maintenance.* limits)')
     .argument('<command...>', 'the command and its arguments, after --')
-    .action(async (command: string[], options: { reason: string; ttl?: string; node?: string; dir: string; config?: string }) => {
-      await runMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, configFile: options.config, command, out: say });
+    .action(async (command: string[], options: { reason: string; ttl?: string; node?: string; switchoverTo?: string; dir: string; config?: string }) => {
+      await runMaintenance({ dir: options.dir, reason: options.reason, ttl: options.ttl, node: options.node, switchoverTo: options.switchoverTo, configFile: options.config, command, out: say });
     });
 
   program

@@ -29,7 +29,7 @@ import {
   type PgBinaries,
   type ServerHandle,
 } from '../postgres/postgres.ts';
-import { decide, desiredSynchronous, maintenanceActive, memberStateOf } from './decide.ts';
+import { decide, desiredSynchronous, memberStateOf } from './decide.ts';
 import { isLeaseStoreUnavailable, type Entry, type LeaseStore } from './lease-store.ts';
 import type {
   Action,
@@ -556,7 +556,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   // What this agent last saw of the maintenance record, to journal each change once.
   let maintenanceSeen: { revision: string; active: boolean } | null = null;
   function noteMaintenance(record: MaintenanceRecord | null, now: number): void {
-    const active = maintenanceActive(record, now);
+    const active = record !== null && record.active && record.expiresAtMs > now;
     if (record !== null && record.revision !== maintenanceSeen?.revision) {
       journal('maintenance', { event: record.active ? 'acknowledged' : 'ended', revision: record.revision, reason: record.reason, owner: record.owner, expiresAt: new Date(record.expiresAtMs).toISOString() });
       options.log(record.active ? `maintenance acknowledged: ${record.reason} (by ${record.owner}), until ${new Date(record.expiresAtMs).toISOString()}` : `maintenance ended: ${record.reason} (by ${record.owner})`);
@@ -566,6 +566,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     }
     maintenanceSeen = record === null ? null : { revision: record.revision, active };
     // Downtime under maintenance is the operator's: the restart timeout counts from its end.
+    if (active && (record!.node ?? null) !== null && record!.node !== options.name) return;
     if (active && downSinceMs !== null) downSinceMs = now;
   }
 

@@ -48,10 +48,18 @@ export function termActive(record: LeaseRecord, now: number): boolean {
   return !record.released && record.expiresAtMs > now;
 }
 
-/** Whether maintenance is on at `now`. */
+/** Whether maintenance of the whole cluster is on at `now`. */
 export function maintenanceActive(record: MaintenanceRecord | null, now: number): boolean {
-  return record !== null && record.active && record.expiresAtMs > now;
+  return record !== null && record.active && record.expiresAtMs > now && (record.node ?? null) === null;
 }
+
+/** The node under maintenance of its own at `now`, or null. */
+export function nodeInMaintenance(record: MaintenanceRecord | null, now: number): string | null {
+  return record !== null && record.active && record.expiresAtMs > now ? (record.node ?? null) : null;
+}
+
+// Actions a standby under maintenance of its own does not take: it is left alone and never a candidate.
+const restingForbids = new Set<Action['type']>(['start', 'rewind', 'detach', 'acquireLease', 'promote', 'handOver']);
 
 /** The state an agent publishes after acting: its fresh observation, stamped, with whom it follows. */
 export function memberStateOf(node: NodeObservation, primarySeen: string | null, publishedAtMs: number): MemberState {
@@ -89,6 +97,18 @@ export function confirmsPrimary(view: View, now: number, asker: string): boolean
 /** Decides what this agent does now. See docs/failover-core.md for the rules. */
 export function decide(view: View, config: DecideConfig, now: number): Decision {
   checkInputs(view, config, now);
+  const made = decideByLease(view, config, now);
+  const me = view.node.name;
+  if (nodeInMaintenance(view.maintenance, now) !== me || (view.node.running && view.node.role === 'primary')) return made;
+  if (!made.actions.some((action) => restingForbids.has(action.type))) return made;
+  const m = view.maintenance!;
+  return decision(
+    made.actions.filter((action) => action.type === 'alert'),
+    `no action: I am ${me}, under maintenance of my own (${m.reason}, by ${m.owner}); I would otherwise be ${made.reason.replace(/^no action: /, '')}`,
+  );
+}
+
+function decideByLease(view: View, config: DecideConfig, now: number): Decision {
   const lease = view.lease;
   if (!lease.known) return decideWithoutStore(view, config, now, lease.lastKnown);
   const record = lease.record;
@@ -177,6 +197,9 @@ function decideHandover(view: View, config: DecideConfig, now: number, record: L
   const me = view.node.name;
   if (request === null || request.from !== me || request.to === me || now >= request.expiresAtMs) return null;
   if (maintenanceActive(view.maintenance, now)) return null;
+  if (nodeInMaintenance(view.maintenance, now) === request.to) {
+    return decision([{ type: 'renewLease', revision: record.revision, ttlMs: config.leaseTtlMs }], `no action: a switchover to ${request.to} is requested, but ${request.to} is under maintenance; waiting`);
+  }
   const target = findMember(view, request.to);
   const fresh = target !== undefined && target.publishedAtMs >= now - candidateFreshnessMs(config) - config.loopIntervalMs;
   const synchronous = view.node.synchronous?.standbys.includes(request.to) ?? false;

@@ -129,6 +129,10 @@ const regressions: readonly { readonly what: string; readonly line: string }[] =
     what: 'the same standoff among five nodes after a primary broke for good',
     line: 'seed 2750: 5 nodes, ANY 1, ttl 3000 ms, loop 500 ms, deadline 12000 ms, max lag 16777216 B, faults until 30000 ms, end 70000 ms; 3000:lost-replies(primary) 3200:freeze(primary) 5200:lag(node2) 9300:thaw(primary) 9400:replies-ok(primary) 16700:lag-end(node2) 20100:break-postgres(primary) 21000:kill-postgres(primary) 23400:kill(primary) 30000:restart(primary); start timeout 9000 ms',
   },
+  {
+    what: 'a primary that took a standby under maintenance out of its synchronous set published the narrower set, and a takeover proven against it lost writes that standby alone had acknowledged',
+    line: 'seed 91390: 3 nodes, ANY 1, ttl 2000 ms, loop 500 ms, deadline 6000 ms, max lag 16777216 B, faults until 30000 ms, end 56000 ms; 4600:freeze(node3) 9900:node-maintenance-on(node2)[10600] 10400:kill(primary) 10600:thaw(node3) 12600:maintenance-on[8800] 14700:maintenance-off 18600:maintenance-off(node2) 19600:restart(primary); start timeout 4000 ms',
+  },
 ];
 
 for (const regression of regressions) {

@@ -5,7 +5,7 @@
 // the seed and the step, and `replay(seed)` runs the same schedule again with a trace.
 //
 // Everything random comes from one Prng seeded by the schedule's seed; nothing reads a clock.
-import { confirmsPrimary, decide, desiredSynchronous, maintenanceActive, memberStateOf, termActive } from './decide.ts';
+import { confirmsPrimary, decide, desiredSynchronous, maintenanceActive, memberStateOf, nodeInMaintenance, termActive } from './decide.ts';
 import { Prng } from './prng.ts';
 import type {
   Action,
@@ -66,6 +66,7 @@ export type FaultKind =
   | 'lag' // the node's WAL receiver gets nothing
   | 'lag-end'
   | 'maintenance-on'
+  | 'node-maintenance-on' // maintenance of `node` alone (not begun when it is the primary: the CLI refuses)
   | 'maintenance-off'
   | 'promote-fail' // promotions on the node fail at once
   | 'promote-hang' // promotions on the node take far longer than the deadline
@@ -199,7 +200,8 @@ export function scheduleFor(seed: number): Schedule {
         pair('lag', 'lag-end', rng.pick(members));
         break;
       case 8:
-        pair('maintenance-on', 'maintenance-off', null, rng.int(1, 200) * stepMs);
+        if (rng.chance(0.7)) pair('maintenance-on', 'maintenance-off', null, rng.int(1, 200) * stepMs);
+        else pair('node-maintenance-on', 'maintenance-off', rng.pick(members), rng.int(1, 200) * stepMs);
         break;
       case 9:
         pair(rng.chance(0.5) ? 'promote-fail' : 'promote-hang', 'promote-ok', rng.pick(members));
@@ -503,6 +505,17 @@ class Simulation {
           expiresAtMs: this.now + fault.durationMs,
           reason: 'simulated maintenance',
           owner: 'simulator',
+        };
+        return;
+      case 'node-maintenance-on':
+        if (this.storeDown || node === null || (node.pgRunning && node.role === 'primary')) return;
+        this.maintenance = {
+          revision: nextRevision(this.maintenance?.revision ?? null),
+          active: true,
+          expiresAtMs: this.now + fault.durationMs,
+          reason: 'simulated node maintenance',
+          owner: 'simulator',
+          node: node.name,
         };
         return;
       case 'maintenance-off':
@@ -855,7 +868,7 @@ class Simulation {
         const takeover = lease === null || lease.holder !== node.name;
         // An operator's manual failover may take over during maintenance: that is its point.
         const requested = this.manualFailover?.to === node.name && this.now < this.manualFailover.expiresAtMs;
-        if (takeover && !requested && maintenanceActive(this.maintenance, this.now)) {
+        if (takeover && !requested && (maintenanceActive(this.maintenance, this.now) || nodeInMaintenance(this.maintenance, this.now) === node.name)) {
           this.violate('failover-during-maintenance', `${node.name} took the lease from ${lease?.holder ?? 'nobody'} while maintenance is on`);
         }
         this.lease = {

@@ -124,6 +124,12 @@ export interface MaintenanceRecord {
   readonly expiresAtMs: number;
   readonly reason: string;
   readonly owner: string;
+  /**
+   * Maintenance of one standby (`parley maintenance start --node`): that node is left alone and is
+   * never a candidate, and the primary takes it out of its synchronous set; failover goes on for
+   * the rest. Absent or null: the whole cluster.
+   */
+  readonly node?: string | null;
 }
 
 /**

@@ -176,6 +176,9 @@ export function standbySettings(options: { nodeName: string; primary: Endpoint }
     primary_slot_name: options.nodeName,
     recovery_target_timeline: 'latest',
     hot_standby: true,
+    // After a failover or switchover the new primary is not there at the first try; the default
+    // 5 s between attempts would leave the standby (and the quorum) waiting that long.
+    wal_retrieve_retry_interval: '1s',
   };
 }
 

@@ -147,9 +147,9 @@ async function readLeaseStore(dir: string): Promise<{ lease: ClusterStatus['leas
       }
       let maintenance: ClusterStatus['maintenance'] = null;
       if (maintenanceEntry) {
-        const m = JSON.parse(maintenanceEntry.value) as { active: boolean; reason: string; owner: string; startedAtMs: number; expiresAtMs: number };
+        const m = JSON.parse(maintenanceEntry.value) as { active: boolean; reason: string; owner: string; startedAtMs: number; expiresAtMs: number; node?: string | null };
         if (m.active && m.expiresAtMs > now) {
-          maintenance = { reason: m.reason, owner: m.owner, since: new Date(m.startedAtMs).toISOString(), expiresAt: new Date(m.expiresAtMs).toISOString() };
+          maintenance = { reason: m.reason, owner: m.owner, since: new Date(m.startedAtMs).toISOString(), expiresAt: new Date(m.expiresAtMs).toISOString(), node: m.node ?? null };
         }
       }
       return { lease, maintenance };

@@ -11,6 +11,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { ParleyError } from '../errors/errors.ts';
 import { createLocalLeaseClient, leaseKeys, type LeaseStore } from '../failover/failover.ts';
 import { readStatus, requireRunning } from './control.ts';
+import { runSwitchover } from './switchover.ts';
 import { isAlive, readJson, statePaths, type LeaseFile } from './state.ts';
 
 /** The value stored under `maintenance` (decide() reads active, expiresAtMs, reason, owner). */
@@ -20,6 +21,8 @@ export interface StoredMaintenance {
   owner: string;
   startedAtMs: number;
   expiresAtMs: number;
+  /** One standby only (`--node`); absent or null: the whole cluster. */
+  node?: string | null;
   /** Set by `stop`. */
   endedAtMs?: number;
   endReason?: string;
@@ -28,6 +31,8 @@ export interface StoredMaintenance {
 
 // How often `start`/`stop`/`run` look at the agents' acknowledgements and the cluster's health.
 const pollMs = 200;
+// After the switchover of --switchover-to: how long the other standbys have to stream from the new primary.
+const syncWaitMs = 30_000;
 
 /** "90s", "15m", "1h", "1h30m", "500ms" → milliseconds; throws a one-line usage error otherwise. */
 export function parseDuration(text: string): number {
@@ -103,15 +108,47 @@ async function waitForAcknowledgements(dir: string, store: LeaseStore, revision:
   }
 }
 
-function rejectNode(node: string | undefined): void {
-  if (node !== undefined) {
-    throw new ParleyError('cli_usage', `--node: maintenance of a single node is not built yet; run cluster-wide maintenance (without --node)`);
+/**
+ * Checks for maintenance of one node: it must exist and be a standby (for the primary, switch over
+ * first: --switchover-to), and the other standbys must keep the synchronous quorum without it, so
+ * that writes never wait for it.
+ */
+async function checkNodeMaintenance(dir: string, node: string, switchoverTo: string | undefined, configFile: string | undefined, out: (line: string) => void): Promise<void> {
+  let status = await readStatus({ dir });
+  const target = status.nodes.find((n) => n.name === node);
+  if (!target) throw new ParleyError('cli_usage', `--node: there is no node "${node}" (nodes: ${status.nodes.map((n) => n.name).join(', ')})`);
+  if (status.primary === node) {
+    if (switchoverTo === undefined) {
+      throw new ParleyError('conflict', `${node} is the primary: maintenance of the primary needs a switchover first; add --switchover-to NODE`);
+    }
+    const done = await runSwitchover({ dir, to: switchoverTo, reason: `before maintenance of ${node}`, configFile, out });
+    out(`switchover done: ${switchoverTo} is the primary (${done.tookMs} ms)`);
+  }
+  // Right after a switchover the standbys are still connecting to the new primary: give them time.
+  const inSync = (s: typeof status) => s.nodes.filter((n) => n.name !== node && n.name !== s.primary && n.role === 'standby' && (n.sync === 'quorum' || n.sync === 'sync'));
+  const deadline = Date.now() + (switchoverTo === undefined ? 0 : syncWaitMs);
+  status = await readStatus({ dir });
+  while (inSync(status).length < 1 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    status = await readStatus({ dir });
+  }
+  const others = inSync(status);
+  if (others.length < 1) {
+    throw new ParleyError('conflict', `maintenance of ${node} refused: no other standby streams in sync, so writes would wait for ${node}`);
   }
 }
 
 /** `parley maintenance start`: on, acknowledged by every live agent, or an error naming who did not. */
-export async function startMaintenance(options: { dir: string; reason: string; ttl?: string; node?: string; configFile?: string }): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
-  rejectNode(options.node);
+export async function startMaintenance(options: {
+  dir: string;
+  reason: string;
+  ttl?: string;
+  node?: string;
+  switchoverTo?: string;
+  configFile?: string;
+  out?: (line: string) => void;
+}): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
+  if (options.switchoverTo !== undefined && options.node === undefined) throw new ParleyError('cli_usage', '--switchover-to goes with --node (maintenance of the primary)');
   const config = loadConfig({ file: options.configFile, env: process.env });
   const ttlMs = options.ttl === undefined ? config.maintenance.defaultTtlMs : parseDuration(options.ttl);
   if (ttlMs > config.maintenance.maxTtlMs) {
@@ -120,12 +157,13 @@ export async function startMaintenance(options: { dir: string; reason: string; t
   if (ttlMs < 1000) throw new ParleyError('cli_usage', `--ttl: ${options.ttl} is shorter than 1 s`);
   const reason = requireReason(options.reason);
   const owner = operatorName();
+  if (options.node !== undefined) await checkNodeMaintenance(options.dir, options.node, options.switchoverTo, options.configFile, options.out ?? (() => undefined));
   const store = openStore(options.dir);
   try {
     const now = Date.now();
-    const value: StoredMaintenance = { active: true, reason, owner, startedAtMs: now, expiresAtMs: now + ttlMs };
+    const value: StoredMaintenance = { active: true, reason, owner, startedAtMs: now, expiresAtMs: now + ttlMs, node: options.node ?? null };
     const revision = await writeRecord(store, () => value);
-    journal(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, expiresAt: new Date(value.expiresAtMs).toISOString() });
+    journal(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, node: value.node, expiresAt: new Date(value.expiresAtMs).toISOString() });
     const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
     return { expiresAt: new Date(value.expiresAtMs).toISOString(), acknowledgedBy };
   } finally {
@@ -135,7 +173,6 @@ export async function startMaintenance(options: { dir: string; reason: string; t
 
 /** `parley maintenance stop`: off, acknowledged by every live agent. */
 export async function stopMaintenance(options: { dir: string; reason: string; node?: string; configFile?: string }): Promise<{ wasOn: boolean; acknowledgedBy: string[] }> {
-  rejectNode(options.node);
   const config = loadConfig({ file: options.configFile, env: process.env });
   const reason = requireReason(options.reason);
   const by = operatorName();
@@ -143,6 +180,10 @@ export async function stopMaintenance(options: { dir: string; reason: string; no
   try {
     const current = await readRecord(store);
     const wasOn = current !== undefined && current.value.active && current.value.expiresAtMs > Date.now();
+    const on = current?.value.node ?? null;
+    if (wasOn && options.node !== undefined && on !== options.node) {
+      throw new ParleyError('conflict', `the maintenance on is ${on === null ? 'of the whole cluster' : `of ${on}`}, not of ${options.node}; stop it without --node`);
+    }
     const revision = await writeRecord(store, (record) => ({
       ...(record ?? { reason, owner: by, startedAtMs: Date.now(), expiresAtMs: Date.now() }),
       active: false,
@@ -176,6 +217,7 @@ export async function runMaintenance(options: {
   reason: string;
   ttl?: string;
   node?: string;
+  switchoverTo?: string;
   configFile?: string;
   command: string[];
   out: (line: string) => void;

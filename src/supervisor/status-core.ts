@@ -35,7 +35,7 @@ export interface ClusterStatus {
   /** Name of the node that answers as primary, or null when none does. */
   primary: string | null;
   /** null while maintenance is off (never started, stopped, or past its expiry). */
-  maintenance: null | { reason: string; owner: string; since: string; expiresAt: string };
+  maintenance: null | { reason: string; owner: string; since: string; expiresAt: string; node: string | null };
   /** The leader lease: who holds (or last held) it, until when, and whether the term runs. */
   lease: { holder: string; expiresAt: string; active: boolean } | null;
   nodes: NodeStatus[];
@@ -59,7 +59,7 @@ export function formatStatus(status: ClusterStatus): string {
   const { supervisor } = status;
   const lines = [
     `Parley in ${supervisor.dir}: ${supervisor.state} (supervisor pid ${supervisor.pid}, since ${supervisor.startedAt})`,
-    `primary: ${status.primary ?? 'none'}    lease: ${status.lease ? `${status.lease.holder} ${status.lease.active ? `until ${status.lease.expiresAt}` : '(term ended)'}` : 'unknown'}    maintenance: ${status.maintenance ? `on (${status.maintenance.reason}, by ${status.maintenance.owner}, until ${status.maintenance.expiresAt})` : 'off'}`,
+    `primary: ${status.primary ?? 'none'}    lease: ${status.lease ? `${status.lease.holder} ${status.lease.active ? `until ${status.lease.expiresAt}` : '(term ended)'}` : 'unknown'}    maintenance: ${status.maintenance ? `on${status.maintenance.node ? ` for ${status.maintenance.node}` : ''} (${status.maintenance.reason}, by ${status.maintenance.owner}, until ${status.maintenance.expiresAt})` : 'off'}`,
     '',
     ...table([
       ['NODE', 'ROLE', 'STATE', 'PORT', 'PID', 'AGENT', 'LSN', 'LAG', 'SYNC'],
