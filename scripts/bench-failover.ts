@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config.ts';
 import { findPgBinaries, freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp } from '../test/harness.ts';
+import { clusterHealthy, clusterStatus } from '../test/cluster.ts';
 import { startWriter } from '../test/writer.ts';
 import { writeReport } from './bench/report.ts';
 import { median } from './bench/stats.ts';
@@ -29,12 +30,6 @@ const targetWorstMs = 10_000;
 const runDeadlineMs = 15 * 60_000;
 const healthyTimeoutMs = 90_000;
 const recoverTimeoutMs = 60_000;
-
-interface Status {
-  primary: string | null;
-  lease: { holder: string } | null;
-  nodes: Array<{ name: string; role: string; pid: number | null; agentPid: number | null; sync: string | null }>;
-}
 
 interface Run {
   killed: string;
@@ -79,15 +74,8 @@ async function main(): Promise<void> {
   const up = startUp(dir, port, pgPort, { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
   await waitUp(up, dir);
   const url = `http://127.0.0.1:${port}`;
-  const status = async (): Promise<Status> => {
-    const answer = await cli(['status', '--json', '--dir', dir]);
-    if (answer.code !== 0) throw new Error(`parley status failed: ${answer.stderr}`);
-    return JSON.parse(answer.stdout) as Status;
-  };
-  const healthy = async (): Promise<boolean> => {
-    const s = await status();
-    return s.primary !== null && s.lease?.holder === s.primary && s.nodes.filter((n) => n.role === 'standby' && n.sync === 'quorum').length === 2;
-  };
+  const status = () => clusterStatus(dir);
+  const healthy = () => clusterHealthy(dir);
   const runs: Run[] = [];
   for (let i = 1; i <= repeat; i++) {
     await waitUntil('one primary with the lease and two quorum standbys', healthy, healthyTimeoutMs);

@@ -10,26 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
-import { gapAround, startWriter, type WriterReport } from './writer.ts';
+import { assertExactlyOnce, clusterStatus } from './cluster.ts';
+import { gapAround, startWriter } from './writer.ts';
 
 after(cleanUp);
-
-interface Status {
-  primary: string | null;
-  lease: { holder: string; active: boolean } | null;
-  nodes: Array<{ name: string; role: string; state: string; pid: number | null; agentPid: number | null; lagBytes: number | null; sync: string | null }>;
-}
-
-function assertExactlyOnce(report: WriterReport, stored: Array<{ id: string; seq: number; clientMessageId: string }>): void {
-  assert.deepEqual(stored.map((m) => m.seq), stored.map((_, i) => i + 1), 'seq 1..n with no gap');
-  const byClientId = new Map(stored.map((m) => [m.clientMessageId, m]));
-  assert.equal(byClientId.size, stored.length, 'each clientMessageId stored once');
-  for (const ack of report.acked) {
-    const m = byClientId.get(ack.clientMessageId);
-    assert.ok(m, `acknowledged message ${ack.clientMessageId} (seq ${ack.seq}) is stored`);
-    assert.equal(m.id, ack.id);
-  }
-}
 
 /** A query (and a commit waiting for a standby) is given up after 2 s and answered 503. */
 const queryTimeoutMs = 2000;
@@ -39,11 +23,7 @@ describe('a three-node cluster under parley up', () => {
   let dir = '';
   let url = '';
   let up: Up;
-  const status = async (): Promise<Status> => {
-    const answer = await cli(['status', '--json', '--dir', dir]);
-    assert.equal(answer.code, 0, answer.stderr);
-    return JSON.parse(answer.stdout) as Status;
-  };
+  const status = () => clusterStatus(dir);
   const kill = (pid: number | null) => {
     if (pid) process.kill(pid, 'SIGKILL');
   };

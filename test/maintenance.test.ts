@@ -10,16 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, cli, freePortRun, makeDir, sleep, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { clusterHealthy, clusterStatus } from './cluster.ts';
 import { startWriter } from './writer.ts';
 
 after(cleanUp);
-
-interface Status {
-  primary: string | null;
-  maintenance: { reason: string; owner: string; since: string; expiresAt: string; node: string | null } | null;
-  lease: { holder: string; active: boolean } | null;
-  nodes: Array<{ name: string; role: string; pid: number | null; agentPid: number | null; sync: string | null }>;
-}
 
 /** How long a dead primary must stay unreplaced during maintenance (issue 5's "Done when"). */
 const holdMs = 20_000;
@@ -28,20 +22,13 @@ describe('maintenance mode on a three-node cluster', () => {
   let dir = '';
   let url = '';
   let up: Up;
-  const status = async (): Promise<Status> => {
-    const answer = await cli(['status', '--json', '--dir', dir]);
-    assert.equal(answer.code, 0, answer.stderr);
-    return JSON.parse(answer.stdout) as Status;
-  };
+  const status = () => clusterStatus(dir);
   const journal = () =>
     readFileSync(join(dir, 'journal.jsonl'), 'utf8')
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const healthy = async () => {
-    const s = await status();
-    return s.primary !== null && s.lease?.holder === s.primary && s.nodes.filter((n) => n.role === 'standby' && n.sync === 'quorum').length === 2;
-  };
+  const healthy = () => clusterHealthy(dir);
 
   before(async () => {
     dir = join(makeDir(), 'state');

@@ -9,22 +9,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { assertExactlyOnce, clusterHealthy, clusterStatus } from './cluster.ts';
 import { startWriter, type WriterReport } from './writer.ts';
 
 after(cleanUp);
-
-interface Status {
-  primary: string | null;
-  lease: { holder: string; active: boolean } | null;
-  nodes: Array<{ name: string; role: string; pid: number | null; sync: string | null }>;
-}
-
-function assertExactlyOnce(report: WriterReport, stored: Array<{ id: string; seq: number; clientMessageId: string }>): void {
-  assert.deepEqual(stored.map((m) => m.seq), stored.map((_, i) => i + 1), 'seq 1..n with no gap');
-  const byClientId = new Map(stored.map((m) => [m.clientMessageId, m]));
-  assert.equal(byClientId.size, stored.length, 'each clientMessageId stored once');
-  for (const ack of report.acked) assert.equal(byClientId.get(ack.clientMessageId)?.id, ack.id, `acknowledged ${ack.clientMessageId} is stored`);
-}
 
 /** The longest time between two acknowledgements while `from`–`to` (the write pause a client saw). */
 function longestPause(report: WriterReport, fromMs: number, toMs: number): number {
@@ -38,15 +26,8 @@ describe('switchover on a three-node cluster', () => {
   let dir = '';
   let url = '';
   let up: Up;
-  const status = async (): Promise<Status> => {
-    const answer = await cli(['status', '--json', '--dir', dir]);
-    assert.equal(answer.code, 0, answer.stderr);
-    return JSON.parse(answer.stdout) as Status;
-  };
-  const healthy = async () => {
-    const s = await status();
-    return s.primary !== null && s.lease?.holder === s.primary && s.nodes.filter((n) => n.role === 'standby' && n.sync === 'quorum').length === 2;
-  };
+  const status = () => clusterStatus(dir);
+  const healthy = () => clusterHealthy(dir);
 
   before(async () => {
     dir = join(makeDir(), 'state');
@@ -93,7 +74,12 @@ describe('switchover on a three-node cluster', () => {
     console.log(`# switchover to ${target}: longest pause between acknowledged sends ${longestPause(report, startedAt, endedAt)} ms; ${report.failures.length} sends refused and retried`);
     assertExactlyOnce(report, await writer.history());
     // The app server held the sends until the new primary answered: a pause, not errors.
-    assert.deepEqual(report.failures, [], 'no send was refused during the switchover');
+    const appErrors = () =>
+      readFileSync(join(dir, 'logs', `app-${new URL(url).port}.log`), 'utf8')
+        .split('\n')
+        .filter((line) => line.includes('"level":50'))
+        .join('\n');
+    assert.deepEqual(report.failures, [], `no send was refused during the switchover; app server errors:\n${appErrors()}`);
     await waitUntil('the old primary streams from the new one', healthy, 60_000);
     assert.equal((await status()).primary, target);
     const journal = readFileSync(join(dir, 'journal.jsonl'), 'utf8');

@@ -82,3 +82,40 @@ test('a routed database waits for a primary up to failoverWaitMs, then answers 5
     await impatient.close();
   }
 });
+
+test('a routed read whose connection is cut mid-way runs again; a write does not', async () => {
+  // Proves only statements that are safe to repeat are repeated after a lost connection.
+  const routed = createRoutedDatabase([{ name: 'live', url: server.superuserUrl }], { poolSize: 2, queryTimeoutMs: 5000, connectTimeoutMs: 2000, failoverWaitMs: 3000 });
+  routed.setPrimary('live');
+  const cut = async (marker: string) => {
+    // Terminates the backend running the statement tagged `marker` once it shows up.
+    for (let i = 0; i < 100; i++) {
+      const rows = await superuserRows<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid()`);
+      if (rows[0]) return void (await terminate(rows[0].pid));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`no backend ran ${marker}`);
+  };
+  try {
+    const read = routed.query<{ one: number }>("SELECT 1 AS one, pg_sleep(0.5), 'read-marker' AS m").then((r) => r.rows[0]?.one, (error: unknown) => error);
+    await cut('read-marker');
+    assert.equal(await read, 1, 'the read ran again and answered');
+    await routed.query('CREATE TABLE IF NOT EXISTS rerun_probe (n int)');
+    const write = routed.query("INSERT INTO rerun_probe SELECT 1 FROM pg_sleep(0.5) WHERE 'write-marker' <> ''").then(() => 'written', (error: unknown) => error);
+    await cut('write-marker');
+    const outcome = await write;
+    assert.ok(isParleyError(outcome) && outcome.code === 'storage_unavailable', `the write is not run again: ${String(outcome)}`);
+  } finally {
+    await routed.close();
+  }
+});
+
+async function superuserRows<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
+  const admin = new pg.Client({ connectionString: server.superuserUrl });
+  await admin.connect();
+  try {
+    return (await admin.query<R>(text)).rows;
+  } finally {
+    await admin.end();
+  }
+}

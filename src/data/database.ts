@@ -136,8 +136,13 @@ export function createDatabase(options: DatabaseOptions): Database {
     } catch (error) {
       // No connection, so nothing ran. (A wait for a free connection that timed out is not this:
       // that is overload, and retrying would only add to it.)
-      const classified = classifyDatabaseError(error);
       const code = (error as { code?: string }).code ?? '';
+      if (/after calling end on the pool/i.test((error as Error)?.message ?? '')) {
+        // The routed database closed this node's pool (it is no longer the primary) while the
+        // request waited for it: nothing ran, the request goes to the new primary.
+        throw markNotReached(new ParleyError('storage_unavailable', 'The database node changed while the request waited; retry shortly', { retryAfterSeconds: 1, cause: error }));
+      }
+      const classified = classifyDatabaseError(error);
       throw ['ECONNREFUSED', '57P03', '08001', '08006'].includes(code) ? markNotReached(classified) : classified;
     }
     // A server that dies (a failover) sends "terminating connection" to every client; one checked
@@ -207,7 +212,9 @@ export function createDatabase(options: DatabaseOptions): Database {
       } catch (error) {
         const classified = classifyDatabaseError(error);
         drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
-        throw (error as { code?: string }).code === '25006' ? markNotReached(classified) : classified;
+        // A client already broken (its server went away while it sat idle) fails before sending.
+        const neverSent = (error as { code?: string }).code === '25006' || /not queryable/i.test((error as Error)?.message ?? '');
+        throw neverSent ? markNotReached(classified) : classified;
       } finally {
         watch.stop();
         client.release(drop);

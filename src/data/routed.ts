@@ -3,7 +3,16 @@
 // store), so data/ knows nothing of leases: it is told a name and routes to it.
 import type pg from 'pg';
 import { ParleyError } from '../errors/errors.ts';
-import { createDatabase, neverReachedServer, type Database, type DatabaseOptions, type Queryable } from './database.ts';
+import { createDatabase, isConnectionLost, neverReachedServer, type Database, type DatabaseOptions, type Queryable } from './database.ts';
+
+/**
+ * Whether a statement whose connection was lost mid-way may simply run again on the new primary:
+ * Parley's SELECT statements only read — except `parley.send_message`, which writes; it is
+ * idempotent, but chat/ resends it itself so that it can announce the message live.
+ */
+function rerunnable(text: string): boolean {
+  return /^\s*SELECT\b/i.test(text) && !/\bsend_message\s*\(/i.test(text);
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -50,14 +59,14 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<Da
     return pool;
   }
 
-  async function onPrimary<T>(run: (db: Database) => Promise<T>): Promise<T> {
+  async function onPrimary<T>(run: (db: Database) => Promise<T>, rerunIfLost = false): Promise<T> {
     const deadline = Date.now() + failoverWaitMs;
     for (;;) {
       const tried = current;
       try {
         return await run(target());
       } catch (error) {
-        const waitable = current === undefined || neverReachedServer(error);
+        const waitable = current === undefined || neverReachedServer(error) || (rerunIfLost && isConnectionLost(error));
         if (!waitable || Date.now() + waitStepMs > deadline) throw error;
       }
       // Wait for the lease to name a primary (or another one), or for this one to answer again.
@@ -81,7 +90,7 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: Omit<Da
     },
     primary: () => current,
     query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
-      return onPrimary((db) => db.query<R>(text, values, name));
+      return onPrimary((db) => db.query<R>(text, values, name), rerunnable(text));
     },
     transaction<T>(fn: (client: Queryable) => Promise<T>) {
       return onPrimary((db) => db.transaction(fn));

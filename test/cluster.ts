@@ -1,0 +1,39 @@
+// Helpers for tests (and the failover benchmark) that run a replicated cluster under `parley up`:
+// its status as `parley status --json` gives it, "healthy", and the exactly-once check of a
+// black-box writer's conversation.
+import assert from 'node:assert/strict';
+import { cli } from './harness.ts';
+import type { WriterReport } from './writer.ts';
+
+/** The parts of `parley status --json` (docs/cli.md) these tests read. */
+export interface ClusterStatus {
+  primary: string | null;
+  maintenance: { reason: string; owner: string; since: string; expiresAt: string; node: string | null } | null;
+  lease: { holder: string; active: boolean } | null;
+  nodes: Array<{ name: string; role: string; state: string; pid: number | null; agentPid: number | null; lagBytes: number | null; sync: string | null }>;
+}
+
+/** `parley status --json --dir DIR`, which must succeed. */
+export async function clusterStatus(dir: string): Promise<ClusterStatus> {
+  const answer = await cli(['status', '--json', '--dir', dir]);
+  assert.equal(answer.code, 0, answer.stderr);
+  return JSON.parse(answer.stdout) as ClusterStatus;
+}
+
+/** A primary holding the lease, and every other node a standby streaming in the quorum. */
+export async function clusterHealthy(dir: string): Promise<boolean> {
+  const s = await clusterStatus(dir);
+  return s.primary !== null && s.lease?.holder === s.primary && s.nodes.every((n) => n.name === s.primary || (n.role === 'standby' && n.sync === 'quorum'));
+}
+
+/** Seq 1..n with no gap, each clientMessageId stored once, and every acknowledged message stored as acknowledged. */
+export function assertExactlyOnce(report: WriterReport, stored: Array<{ id: string; seq: number; clientMessageId: string }>): void {
+  assert.deepEqual(stored.map((m) => m.seq), stored.map((_, i) => i + 1), 'seq 1..n with no gap');
+  const byClientId = new Map(stored.map((m) => [m.clientMessageId, m]));
+  assert.equal(byClientId.size, stored.length, 'each clientMessageId stored once');
+  for (const ack of report.acked) {
+    const m = byClientId.get(ack.clientMessageId);
+    assert.ok(m, `acknowledged message ${ack.clientMessageId} (seq ${ack.seq}) is stored`);
+    assert.equal(m.id, ack.id);
+  }
+}
