@@ -172,6 +172,35 @@ describe('maintenance mode on a three-node cluster', () => {
     assert.equal((await cli(['maintenance', 'stop', '--reason', 'done', '--dir', dir])).code, 0);
   });
 
+  test('parley failover without proof is refused naming the gap; --force promotes and says what may be lost', async () => {
+    await waitUntil('healthy again', healthy, 60_000);
+    const before = await status();
+    const primary = before.nodes.find((n) => n.name === before.primary)!;
+    const [frozen, target] = before.nodes.filter((n) => n.role === 'standby');
+    // One standby's agent paused and its server killed: its position is unknown, so nothing can
+    // prove the other has every acknowledged write. The primary's too (paused, so that it cannot
+    // come back and take its own lease again, which it could prove).
+    process.kill(frozen!.agentPid!, 'SIGSTOP');
+    process.kill(primary.agentPid!, 'SIGSTOP');
+    try {
+      process.kill(frozen!.pid!, 'SIGKILL');
+      process.kill(primary.pid!, 'SIGKILL');
+      await waitUntil('the agents say no candidate can be proven', () =>
+        journal().some((e) => e.kind === 'alert' && e.code === 'no-safe-candidate' && e.node === target!.name), 30_000);
+      const refused = await cli(['failover', '--to', target!.name, '--reason', 'try without force', '--dir', dir]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`failover to ${target!.name} refused: cannot prove ${target!.name} holds every acknowledged write: .*not yet: ${frozen!.name}.*--force promotes it anyway`));
+      const forced = await cli(['failover', '--to', target!.name, '--force', '--reason', 'both other nodes are gone', '--dir', dir]);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.match(forced.stdout, new RegExp(`failover done: ${target!.name} is the primary \\(forced failover to ${target!.name} at .*: acknowledged writes may be lost`));
+      assert.ok(journal().some((e) => e.kind === 'alert' && e.code === 'manual-failover-forced' && e.node === target!.name));
+    } finally {
+      process.kill(frozen!.agentPid!, 'SIGCONT');
+      process.kill(primary.agentPid!, 'SIGCONT');
+    }
+    await waitUntil('the other two rejoin the forced primary', async () => (await healthy()) && (await status()).primary === target!.name, 90_000);
+  });
+
   test('maintenance ends by itself at its ttl, and every agent journals the expiry', async () => {
     const started = await cli(['maintenance', 'start', '--reason', 'short', '--ttl', '2s', '--dir', dir]);
     assert.equal(started.code, 0, started.stderr);
