@@ -465,8 +465,16 @@ describe('in Chromium against a real parley up', () => {
       });
     });
     const body = `answer lost behind a 503 ${suffix}`;
+    // Every text the banner shows is recorded: on a loaded machine another request of the page may
+    // succeed and clear the degraded banner before a poll would see it.
+    await alice.page.evaluate(`(() => {
+      window.__banners = [];
+      const record = () => { for (const el of document.querySelectorAll('[role=status]')) window.__banners.push(el.textContent || ''); };
+      new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true });
+    })()`);
     await say(alice.page, body);
-    await banner(alice.page).getByText(/Parley is degraded: no primary reachable/).waitFor();
+    await waitUntil('the banner said Parley is degraded', async () =>
+      ((await alice.page.evaluate('window.__banners')) as string[]).some((text) => /Parley is degraded: no primary reachable/.test(text)), uiTimeoutMs);
     const back = banner(alice.page).getByText(/Back online/).waitFor({ timeout: recoverTimeoutMs });
     back.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
     await waitUntil('the message is no longer pending', async () => (await onScreen(alice.page)).pending === 0, recoverTimeoutMs);
