@@ -370,7 +370,7 @@ function takeoverEvidence(view: View, config: DecideConfig, record: LeaseRecord)
   // before any promotion and keeps in force on every primary.
   const sync = lastState === undefined ? null : lastState.running && lastState.role === 'primary' ? lastState.synchronous : desiredSynchronous(config, last);
   if (sync === null || sync.quorum < 1) {
-    const why = lastState === undefined ? `${last} never published its state` : `${last} ran without synchronous replication`;
+    const why = lastState === undefined ? `${last}'s state is unknown (never published, or its agent has been silent too long)` : `${last} ran without synchronous replication`;
     return { known: false, message: `cannot prove a candidate after ${last}'s term: ${why}` };
   }
   const termEndMs = record.expiresAtMs;
