@@ -2,7 +2,10 @@
 // its status as `parley status --json` gives it, "healthy", and the exactly-once check of a
 // black-box writer's conversation.
 import assert from 'node:assert/strict';
-import { cli } from './harness.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../src/postgres/postgres.ts';
+import { cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
 import type { WriterReport } from './writer.ts';
 
 /** The parts of `parley status --json` (docs/cli.md) these tests read. */
@@ -36,4 +39,22 @@ export function assertExactlyOnce(report: WriterReport, stored: Array<{ id: stri
     assert.ok(m, `acknowledged message ${ack.clientMessageId} (seq ${ack.seq}) is stored`);
     assert.equal(m.id, ack.id);
   }
+}
+
+/** A three-node `parley up` in a fresh directory, healthy; `env` adds to the test settings. */
+export async function startCluster(env: NodeJS.ProcessEnv = {}): Promise<{ dir: string; url: string; up: Up }> {
+  const dir = join(makeDir(), 'state');
+  const port = await freePort();
+  const up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000', ...env });
+  await waitUp(up, dir);
+  await waitUntil('one primary and two quorum standbys', () => clusterHealthy(dir), 60_000);
+  return { dir, url: `http://127.0.0.1:${port}`, up };
+}
+
+/** DIR/journal.jsonl as objects, oldest first. */
+export function readJournal(dir: string): Array<Record<string, unknown>> {
+  return readFileSync(join(dir, 'journal.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }

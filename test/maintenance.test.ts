@@ -5,12 +5,9 @@
 // and clears it when the command succeeds; a ttl ends maintenance by itself, journaled; and
 // `parley failover` makes a proven standby primary when the primary is gone during maintenance.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from '../src/postgres/postgres.ts';
-import { cleanUp, cli, freePortRun, makeDir, sleep, startUp, waitUntil, waitUp, type Up } from './harness.ts';
-import { clusterHealthy, clusterStatus } from './cluster.ts';
+import { cleanUp, cli, sleep, waitUntil, type Up } from './harness.ts';
+import { clusterHealthy, clusterStatus, readJournal, startCluster } from './cluster.ts';
 import { startWriter } from './writer.ts';
 
 after(cleanUp);
@@ -23,20 +20,11 @@ describe('maintenance mode on a three-node cluster', () => {
   let url = '';
   let up: Up;
   const status = () => clusterStatus(dir);
-  const journal = () =>
-    readFileSync(join(dir, 'journal.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const journal = () => readJournal(dir);
   const healthy = () => clusterHealthy(dir);
 
   before(async () => {
-    dir = join(makeDir(), 'state');
-    const port = await freePort();
-    up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
-    await waitUp(up, dir);
-    url = `http://127.0.0.1:${port}`;
-    await waitUntil('one primary and two quorum standbys', healthy, 60_000);
+    ({ dir, url, up } = await startCluster());
   });
 
   test('bad input: no reason, a bad ttl, a ttl over the maximum, a single node — one line each, nothing changed', async () => {

@@ -7,9 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from '../src/postgres/postgres.ts';
-import { cleanUp, cli, freePortRun, makeDir, startUp, waitUntil, waitUp, type Up } from './harness.ts';
-import { assertExactlyOnce, clusterHealthy, clusterStatus } from './cluster.ts';
+import { cleanUp, cli, waitUntil, type Up } from './harness.ts';
+import { assertExactlyOnce, clusterHealthy, clusterStatus, startCluster } from './cluster.ts';
 import { startWriter, type WriterReport } from './writer.ts';
 
 after(cleanUp);
@@ -30,12 +29,7 @@ describe('switchover on a three-node cluster', () => {
   const healthy = () => clusterHealthy(dir);
 
   before(async () => {
-    dir = join(makeDir(), 'state');
-    const port = await freePort();
-    up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000' });
-    await waitUp(up, dir);
-    url = `http://127.0.0.1:${port}`;
-    await waitUntil('one primary and two quorum standbys', healthy, 60_000);
+    ({ dir, url, up } = await startCluster());
   });
 
   test('refusals name the failed check, one line, and change nothing', async () => {

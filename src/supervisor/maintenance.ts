@@ -5,14 +5,13 @@
 // its own expiry, so maintenance ends by itself even if nobody runs `stop`. This file decides
 // nothing about failover: decide() reads the record (failover/decide.ts).
 import { spawn } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
 import { loadConfig, type Config } from '../config/config.ts';
 import { ParleyError } from '../errors/errors.ts';
-import { createLocalLeaseClient, leaseKeys, type LeaseStore } from '../failover/failover.ts';
+import { leaseKeys, type LeaseStore } from '../failover/failover.ts';
 import { readStatus, requireRunning } from './control.ts';
+import { journalOperator, openLeaseStore, operatorName, requireReason } from './operator.ts';
 import { runSwitchover } from './switchover.ts';
-import { isAlive, readJson, statePaths, type LeaseFile } from './state.ts';
+import { isAlive, statePaths } from './state.ts';
 
 /** The value stored under `maintenance` (decide() reads active, expiresAtMs, reason, owner). */
 export interface StoredMaintenance {
@@ -42,27 +41,6 @@ export function parseDuration(text: string): number {
   }
   const [h, m, s, ms] = parts.slice(1).map((p) => Number(p ?? 0));
   return h! * 3_600_000 + m! * 60_000 + s! * 1000 + ms!;
-}
-
-/** Who runs this command, for the record and the journal: OS user at host. */
-export function operatorName(): string {
-  let user = process.env.USER ?? 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // no passwd entry (containers): keep $USER
-  }
-  return `${user}@${hostname()}`;
-}
-
-function openStore(dir: string): LeaseStore {
-  requireRunning(dir);
-  const file = readJson<LeaseFile>(statePaths(dir).leaseFile, 'the lease store address');
-  return createLocalLeaseClient({ url: file.url, token: file.token, timeoutMs: 2000 });
-}
-
-function journal(dir: string, detail: Record<string, unknown>): void {
-  appendFileSync(statePaths(dir).journalFile, `${JSON.stringify({ at: new Date().toISOString(), node: null, kind: 'operator', ...detail })}\n`);
 }
 
 async function readRecord(store: LeaseStore): Promise<{ revision: string; value: StoredMaintenance } | undefined> {
@@ -138,16 +116,21 @@ async function checkNodeMaintenance(dir: string, node: string, switchoverTo: str
   }
 }
 
-/** `parley maintenance start`: on, acknowledged by every live agent, or an error naming who did not. */
-export async function startMaintenance(options: {
+/** What `parley maintenance start` (and `run`) are given on the command line. */
+export interface MaintenanceOptions {
   dir: string;
   reason: string;
+  /** "90s", "15m", "1h30m"; default maintenance.defaultTtlMs. */
   ttl?: string;
+  /** One standby only; for the primary, with `switchoverTo`. */
   node?: string;
   switchoverTo?: string;
   configFile?: string;
   out?: (line: string) => void;
-}): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
+}
+
+/** `parley maintenance start`: on, acknowledged by every live agent, or an error naming who did not. */
+export async function startMaintenance(options: MaintenanceOptions): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
   if (options.switchoverTo !== undefined && options.node === undefined) throw new ParleyError('cli_usage', '--switchover-to goes with --node (maintenance of the primary)');
   const config = loadConfig({ file: options.configFile, env: process.env });
   const ttlMs = options.ttl === undefined ? config.maintenance.defaultTtlMs : parseDuration(options.ttl);
@@ -155,15 +138,15 @@ export async function startMaintenance(options: {
     throw new ParleyError('cli_usage', `--ttl: ${options.ttl} is longer than maintenance.maxTtlMs (${config.maintenance.maxTtlMs / 60_000} min)`);
   }
   if (ttlMs < 1000) throw new ParleyError('cli_usage', `--ttl: ${options.ttl} is shorter than 1 s`);
-  const reason = requireReason(options.reason);
+  const reason = requireReason(options.reason, 'kernel upgrade on db hosts');
   const owner = operatorName();
   if (options.node !== undefined) await checkNodeMaintenance(options.dir, options.node, options.switchoverTo, options.configFile, options.out ?? (() => undefined));
-  const store = openStore(options.dir);
+  const store = openLeaseStore(options.dir);
   try {
     const now = Date.now();
     const value: StoredMaintenance = { active: true, reason, owner, startedAtMs: now, expiresAtMs: now + ttlMs, node: options.node ?? null };
     const revision = await writeRecord(store, () => value);
-    journal(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, node: value.node, expiresAt: new Date(value.expiresAtMs).toISOString() });
+    journalOperator(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, node: value.node, expiresAt: new Date(value.expiresAtMs).toISOString() });
     const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
     return { expiresAt: new Date(value.expiresAtMs).toISOString(), acknowledgedBy };
   } finally {
@@ -174,9 +157,9 @@ export async function startMaintenance(options: {
 /** `parley maintenance stop`: off, acknowledged by every live agent. */
 export async function stopMaintenance(options: { dir: string; reason: string; node?: string; configFile?: string }): Promise<{ wasOn: boolean; acknowledgedBy: string[] }> {
   const config = loadConfig({ file: options.configFile, env: process.env });
-  const reason = requireReason(options.reason);
+  const reason = requireReason(options.reason, 'kernel upgrade on db hosts');
   const by = operatorName();
-  const store = openStore(options.dir);
+  const store = openLeaseStore(options.dir);
   try {
     const current = await readRecord(store);
     const wasOn = current !== undefined && current.value.active && current.value.expiresAtMs > Date.now();
@@ -191,7 +174,7 @@ export async function stopMaintenance(options: { dir: string; reason: string; no
       endReason: reason,
       endedBy: by,
     }));
-    journal(options.dir, { action: 'maintenance stop', reason, by, wasOn });
+    journalOperator(options.dir, { action: 'maintenance stop', reason, by, wasOn });
     const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
     return { wasOn, acknowledgedBy };
   } finally {
@@ -212,28 +195,19 @@ async function healthy(dir: string): Promise<string | null> {
  * healthy again. When COMMAND fails or the cluster does not recover in time, maintenance stays on
  * (until its ttl) and the error says so.
  */
-export async function runMaintenance(options: {
-  dir: string;
-  reason: string;
-  ttl?: string;
-  node?: string;
-  switchoverTo?: string;
-  configFile?: string;
-  command: string[];
-  out: (line: string) => void;
-}): Promise<void> {
+export async function runMaintenance(options: MaintenanceOptions & { command: string[]; out: (line: string) => void }): Promise<void> {
   if (options.command.length === 0) throw new ParleyError('cli_usage', 'maintenance run needs a command after --, e.g. parley maintenance run --reason "restart node2" -- ./restart.sh');
   const config: Config = loadConfig({ file: options.configFile, env: process.env });
   const started = await startMaintenance(options);
   options.out(`maintenance on until ${started.expiresAt} (acknowledged by ${started.acknowledgedBy.join(', ')}); running: ${options.command.join(' ')}`);
-  journal(options.dir, { action: 'maintenance run', command: options.command, by: operatorName(), reason: options.reason });
+  journalOperator(options.dir, { action: 'maintenance run', command: options.command, by: operatorName(), reason: options.reason });
   const code = await new Promise<number | string>((resolve) => {
     const child = spawn(options.command[0]!, options.command.slice(1), { stdio: 'inherit' });
     child.once('error', (error) => resolve(error.message));
     child.once('exit', (exitCode, signal) => resolve(signal ?? exitCode ?? 1));
   });
   if (code !== 0) {
-    journal(options.dir, { action: 'maintenance run', result: 'command failed', exit: code });
+    journalOperator(options.dir, { action: 'maintenance run', result: 'command failed', exit: code });
     throw new ParleyError('internal', `${options.command.join(' ')} failed (${typeof code === 'number' ? `exit ${code}` : code}); maintenance stays on until ${started.expiresAt} — check the cluster, then parley maintenance stop --reason ...`);
   }
   const deadline = Date.now() + config.maintenance.recoverTimeoutMs;
@@ -243,15 +217,9 @@ export async function runMaintenance(options: {
     why = await healthy(options.dir);
   }
   if (why !== null) {
-    journal(options.dir, { action: 'maintenance run', result: 'not healthy', why });
+    journalOperator(options.dir, { action: 'maintenance run', result: 'not healthy', why });
     throw new ParleyError('storage_unavailable', `the command succeeded but the cluster is not healthy after ${config.maintenance.recoverTimeoutMs / 1000} s (${why}); maintenance stays on until ${started.expiresAt}`);
   }
   await stopMaintenance({ dir: options.dir, reason: `maintenance run of "${options.command.join(' ')}" done`, configFile: options.configFile });
   options.out('command done and the cluster healthy; maintenance off');
-}
-
-function requireReason(reason: string | undefined): string {
-  const text = (reason ?? '').trim();
-  if (text === '') throw new ParleyError('cli_usage', '--reason: say why, e.g. --reason "kernel upgrade on db hosts"; it goes to the journal');
-  return text;
 }

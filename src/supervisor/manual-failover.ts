@@ -3,13 +3,11 @@
 // refuses when a healthy primary exists, writes the request and waits for the target's answer; the
 // target's agent decides (decide() → decideManualFailover): it takes over only with the takeover
 // proof, or with --force regardless, journaling what may have been lost.
-import { appendFileSync } from 'node:fs';
 import { loadConfig } from '../config/config.ts';
 import { ParleyError } from '../errors/errors.ts';
-import { createLocalLeaseClient, leaseKeys, type StoredManualFailover } from '../failover/failover.ts';
+import { leaseKeys, type StoredManualFailover } from '../failover/failover.ts';
 import { readStatus } from './control.ts';
-import { operatorName } from './maintenance.ts';
-import { readJson, statePaths, type LeaseFile } from './state.ts';
+import { journalOperator, openLeaseStore, operatorName, requireReason } from './operator.ts';
 
 // How long the target's agent has to answer.
 const requestTtlMs = 30_000;
@@ -17,8 +15,7 @@ const pollMs = 100;
 
 /** Runs a manual failover; returns the target's account of it, or throws a one-line reason. */
 export async function runManualFailover(options: { dir: string; to: string; force: boolean; reason: string; configFile?: string; out: (line: string) => void }): Promise<{ detail: string }> {
-  const reason = options.reason.trim();
-  if (reason === '') throw new ParleyError('cli_usage', '--reason: say why, e.g. --reason "node1 lost its disk"; it goes to the journal');
+  const reason = requireReason(options.reason, 'node1 lost its disk');
   const config = loadConfig({ file: options.configFile, env: process.env });
   const status = await readStatus({ dir: options.dir });
   const primary = status.nodes.find((n) => n.name === status.primary && n.role === 'primary' && n.state === 'running');
@@ -30,9 +27,7 @@ export async function runManualFailover(options: { dir: string; to: string; forc
   if (target.state !== 'running' || target.role !== 'standby') {
     throw new ParleyError('conflict', `failover refused: ${options.to} is ${target.role} (${target.state}); it must be a running standby`);
   }
-  const paths = statePaths(options.dir);
-  const lease = readJson<LeaseFile>(paths.leaseFile, 'the lease store address');
-  const store = createLocalLeaseClient({ url: lease.url, token: lease.token, timeoutMs: 2000 });
+  const store = openLeaseStore(options.dir);
   const by = operatorName();
   try {
     const now = Date.now();
@@ -42,11 +37,7 @@ export async function runManualFailover(options: { dir: string; to: string; forc
       ? await store.update(leaseKeys.failover, JSON.stringify(request), existing.revision)
       : await store.create(leaseKeys.failover, JSON.stringify(request));
     if (!written) throw new ParleyError('conflict', 'another failover request was written at the same moment; try again');
-    try {
-      appendFileSync(paths.journalFile, `${JSON.stringify({ at: new Date().toISOString(), node: null, kind: 'operator', action: 'failover', to: options.to, force: options.force, by, reason })}\n`);
-    } catch {
-      // the target journals its answer too
-    }
+    journalOperator(options.dir, { action: 'failover', to: options.to, force: options.force, by, reason });
     options.out(`failover to ${options.to}${options.force ? ' (forced)' : ''} requested; waiting for its answer`);
     const deadline = now + requestTtlMs + config.cluster.failoverDeadlineMs;
     let accepted: string | undefined;

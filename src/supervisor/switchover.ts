@@ -2,13 +2,13 @@
 // it can be done without losing anything or stopping writes for long, writes the request to the
 // lease store and waits for its outcome; the primary's agent carries it out (decide() →
 // 'handOver', failover/agent.ts) and either hands the lease over or restarts as the primary.
-import { appendFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadConfig } from '../config/config.ts';
 import { ParleyError } from '../errors/errors.ts';
-import { createLocalLeaseClient, leaseKeys, type StoredSwitchover } from '../failover/failover.ts';
+import { leaseKeys, type StoredSwitchover } from '../failover/failover.ts';
 import { readStatus } from './control.ts';
-import { operatorName } from './maintenance.ts';
-import { readJson, statePaths, type LeaseFile } from './state.ts';
+import { journalOperator, openLeaseStore, operatorName, requireReason } from './operator.ts';
+import { statePaths } from './state.ts';
 import type { ClusterStatus } from './status-core.ts';
 
 // How long the primary's agent has to start the handover before the request lapses.
@@ -39,16 +39,14 @@ export function switchoverRefusal(status: ClusterStatus, to: string, limits: { m
 
 /** `parley switchover`: pre-checks, the request, and its outcome; throws a one-line reason on refusal or rollback. */
 export async function runSwitchover(options: { dir: string; to: string; reason: string; configFile?: string; out: (line: string) => void }): Promise<{ tookMs: number }> {
-  const reason = options.reason.trim();
-  if (reason === '') throw new ParleyError('cli_usage', '--reason: say why, e.g. --reason "move the primary off db1 for a kernel upgrade"; it goes to the journal');
+  const reason = requireReason(options.reason, 'move the primary off db1 for a kernel upgrade');
   const config = loadConfig({ file: options.configFile, env: process.env });
   const status = await readStatus({ dir: options.dir });
   const refusal = switchoverRefusal(status, options.to, { maximumLagBytes: config.cluster.maximumLagOnFailoverBytes, quorum: config.cluster.nodes > 1 ? 1 : 0 });
   if (refusal !== null) throw new ParleyError('conflict', `switchover refused; failed check: ${refusal}`);
   const from = status.primary!;
   const paths = statePaths(options.dir);
-  const lease = readJson<LeaseFile>(paths.leaseFile, 'the lease store address');
-  const store = createLocalLeaseClient({ url: lease.url, token: lease.token, timeoutMs: 2000 });
+  const store = openLeaseStore(options.dir);
   const by = operatorName();
   try {
     const now = Date.now();
@@ -64,7 +62,7 @@ export async function runSwitchover(options: { dir: string; to: string; reason: 
       ? await store.update(leaseKeys.switchover, JSON.stringify(request), existing.revision)
       : await store.create(leaseKeys.switchover, JSON.stringify(request));
     if (!written) throw new ParleyError('conflict', 'another switchover request was written at the same moment; try again');
-    appendJournal(paths.journalFile, { action: 'switchover', from, to: options.to, by, reason });
+    journalOperator(options.dir, { action: 'switchover', from, to: options.to, by, reason });
     options.out(`switchover from ${from} to ${options.to} requested; ${from} hands over once ${options.to} has every byte`);
 
     // The outcome: the request's result, then the target holding the lease as a running primary.
@@ -89,14 +87,6 @@ export async function runSwitchover(options: { dir: string; to: string; reason: 
     throw new ParleyError('storage_unavailable', `${options.to} holds the lease but is not a running primary after ${config.cluster.failoverDeadlineMs / 1000} s; its agent rolls the promotion back by itself (see parley status)`);
   } finally {
     await store.close();
-  }
-}
-
-function appendJournal(file: string, detail: Record<string, unknown>): void {
-  try {
-    appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), node: null, kind: 'operator', ...detail })}\n`);
-  } catch {
-    // The journal is for people; the agent journals the switchover too.
   }
 }
 
