@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { isParleyError } from '../errors/errors.ts';
 import { startThrowawayServer, type ThrowawayServer } from '../postgres/postgres.ts';
-import { createDatabase, type Database } from './database.ts';
+import { classifyDatabaseError, createDatabase, neverReachedServer, type Database } from './database.ts';
 import { createRoutedDatabase } from './routed.ts';
 
 let server: ThrowawayServer;
@@ -108,6 +108,42 @@ test('a routed read whose connection is cut mid-way runs again; a write does not
   } finally {
     await routed.close();
   }
+});
+
+test('a write refused by a node in recovery is waited out and runs on the next primary', async () => {
+  // Proves a switchover's race is a pause, not an error: the app still routes to the old primary,
+  // now a standby, and its writes are refused there (CI saw "cannot assign TransactionIds during
+  // recovery" from parley.send_message). Recovery itself is stood in for by a role whose
+  // transactions are read-only, which PostgreSQL refuses with the same 25006 a standby gives.
+  await superuserRows("DO $$ BEGIN CREATE ROLE read_only_probe LOGIN PASSWORD 'probe'; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  await superuserRows('ALTER ROLE read_only_probe SET default_transaction_read_only = on');
+  await superuserRows('CREATE TABLE IF NOT EXISTS recovery_probe (n int)');
+  await superuserRows('GRANT ALL ON recovery_probe TO read_only_probe');
+  const standbyUrl = new URL(server.superuserUrl);
+  standbyUrl.username = 'read_only_probe';
+  standbyUrl.password = 'probe';
+  const routed = createRoutedDatabase(
+    [
+      { name: 'demoted', url: standbyUrl.toString() },
+      { name: 'promoted', url: server.superuserUrl },
+    ],
+    { poolSize: 2, queryTimeoutMs: 5000, connectTimeoutMs: 2000, failoverWaitMs: 3000 },
+  );
+  try {
+    routed.setPrimary('demoted');
+    setTimeout(() => routed.setPrimary('promoted'), 300);
+    await routed.query('INSERT INTO recovery_probe VALUES (7)');
+    const rows = await superuserRows<{ n: number }>('SELECT n FROM recovery_probe');
+    assert.deepEqual(rows.map((r) => r.n), [7], 'written once, on the node named next');
+  } finally {
+    await routed.close();
+  }
+  // The refusal a standby gives a function that needs a transaction id is the same kind of answer.
+  const xid = classifyDatabaseError(Object.assign(new Error('cannot assign TransactionIds during recovery'), { code: 'XX000' }));
+  assert.ok(isParleyError(xid) && xid.code === 'storage_unavailable', `classified as storage_unavailable: ${String(xid)}`);
+  const other = classifyDatabaseError(Object.assign(new Error('could not open file'), { code: 'XX000' }));
+  assert.ok(!isParleyError(other), 'another internal error stays a programming error');
+  assert.equal(neverReachedServer(other), false);
 });
 
 async function superuserRows<R extends pg.QueryResultRow>(text: string): Promise<R[]> {

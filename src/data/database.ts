@@ -39,11 +39,12 @@ export function classifyDatabaseError(error: unknown): unknown {
   const code = (error as { code?: string }).code;
   const message = (error as Error)?.message ?? String(error);
   const isConnection =
+    refusedInRecovery(error) ||
     (typeof code === 'string' && (code.startsWith('08') || unavailableStates.has(code))) ||
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH'].includes(code ?? '') ||
     /timeout|terminat|Connection ended|not queryable|connection/i.test(message);
   if (isConnection) {
-    const why = code === '57014' ? 'query timed out' : code === '25006' ? 'database is read-only' : message;
+    const why = code === '57014' ? 'query timed out' : refusedInRecovery(error) ? 'database is read-only' : message;
     return new ParleyError('storage_unavailable', `The database is not answering right now (${why}); retry shortly`, {
       retryAfterSeconds: 2,
       cause: error,
@@ -54,12 +55,23 @@ export function classifyDatabaseError(error: unknown): unknown {
 
 // Failures after which the statement cannot have taken effect, so running it again anywhere is
 // safe: the server refused the connection or is starting or stopping (57P03), or the node is no
-// longer a primary and rejected a write outright (25006).
+// longer a primary and rejected a write outright (refusedInRecovery).
 const notReached = new WeakSet<object>();
 
 /** True when `error` came before the statement could take effect on the server (see above). */
 export function neverReachedServer(error: unknown): boolean {
   return typeof error === 'object' && error !== null && notReached.has(error);
+}
+
+/**
+ * True when the node refused a write because it is in recovery (a standby, or a primary demoted by
+ * a switchover while the app still routes to it): "read-only transaction" (25006), or a function
+ * that tried to assign a transaction id ("cannot assign TransactionIds during recovery", XX000).
+ * Nothing was written, so the statement may run again on the new primary.
+ */
+function refusedInRecovery(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: string; message?: string };
+  return code === '25006' || (code === 'XX000' && /during recovery/i.test(message ?? ''));
 }
 
 /**
@@ -213,7 +225,7 @@ export function createDatabase(options: DatabaseOptions): Database {
         const classified = classifyDatabaseError(error);
         drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
         // A client already broken (its server went away while it sat idle) fails before sending.
-        const neverSent = (error as { code?: string }).code === '25006' || /not queryable/i.test((error as Error)?.message ?? '');
+        const neverSent = refusedInRecovery(error) || /not queryable/i.test((error as Error)?.message ?? '');
         throw neverSent ? markNotReached(classified) : classified;
       } finally {
         watch.stop();
@@ -241,7 +253,7 @@ export function createDatabase(options: DatabaseOptions): Database {
           }
         }
         const classified = classifyDatabaseError(error);
-        throw (error as { code?: string }).code === '25006' ? markNotReached(classified) : classified;
+        throw refusedInRecovery(error) ? markNotReached(classified) : classified;
       } finally {
         watch.stop();
         client.release(broken);
