@@ -136,8 +136,13 @@ describe('maintenance mode on a three-node cluster', () => {
     const standby = before.nodes.find((n) => n.role === 'standby')!;
     const started = await cli(['maintenance', 'start', '--node', standby.name, '--reason', 'replace its disk', '--dir', dir]);
     assert.equal(started.code, 0, started.stderr);
-    assert.match(started.stdout, new RegExp(`maintenance of ${standby.name} on until .*; ${standby.name} is left alone and never promoted`));
-    assert.equal((await status()).maintenance?.node, standby.name);
+    assert.match(started.stdout, new RegExp(`maintenance of ${standby.name} on until .*; ${standby.name} is out of the synchronous set \\(writes never wait for it\\), left alone and never promoted`));
+    const resting = await status();
+    assert.equal(resting.maintenance?.node, standby.name);
+    // Point 4: the primary's pg_stat_replication shows it asynchronous, the other standby in the quorum.
+    assert.equal(resting.nodes.find((n) => n.name === standby.name)?.sync, 'async', JSON.stringify(resting.nodes));
+    assert.ok(resting.nodes.some((n) => n.name !== standby.name && n.role === 'standby' && (n.sync === 'quorum' || n.sync === 'sync')), JSON.stringify(resting.nodes));
+    assert.ok(journal().some((e) => e.kind === 'synchronous' && e.settled === true && !(e.published as { standbys: string[] }).standbys.includes(standby.name)), 'the primary journaled the settled, narrower set');
     const writer = await startWriter(url);
     await writer.waitForAcks(5, 30_000);
     process.kill(standby.pid!, 'SIGKILL');
@@ -148,6 +153,7 @@ describe('maintenance mode on a three-node cluster', () => {
     assert.ok(report.acked.length >= 25);
     assert.equal((await cli(['maintenance', 'stop', '--node', standby.name, '--reason', 'disk replaced', '--dir', dir])).code, 0);
     await waitUntil(`${standby.name} is started again and streams`, healthy, 60_000);
+    assert.ok((await status()).nodes.filter((n) => n.role === 'standby').every((n) => n.sync === 'quorum' || n.sync === 'sync'), `${standby.name} is back in the quorum`);
     // The primary, with a switchover first.
     const primary = (await status()).primary!;
     const other = (await status()).nodes.find((n) => n.role === 'standby')!.name;

@@ -129,7 +129,7 @@ export function buildProgram(): Command {
       say(
         options.node === undefined
           ? `maintenance on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; no automatic failover until it ends`
-          : `maintenance of ${options.node} on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; ${options.node} is left alone and never promoted until it ends`,
+          : `maintenance of ${options.node} on until ${started.expiresAt}; acknowledged by ${started.acknowledgedBy.join(', ') || 'no running agent'}; ${options.node} is out of the synchronous set (writes never wait for it), left alone and never promoted until it ends`,
       );
     });
   maintenance

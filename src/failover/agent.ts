@@ -29,7 +29,7 @@ import {
   type PgBinaries,
   type ServerHandle,
 } from '../postgres/postgres.ts';
-import { decide, desiredSynchronous, memberStateOf } from './decide.ts';
+import { decide, desiredSynchronous, memberStateOf, settleSynchronous, type SynchronousSettling } from './decide.ts';
 import { isLeaseStoreUnavailable, type Entry, type LeaseStore } from './lease-store.ts';
 import type {
   Action,
@@ -196,6 +196,11 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     upstream = null;
   }
   let lastWal = { timeline: 1, flushedLsn: 0, replayedLsn: 0 };
+  // On a primary: each streaming standby's flush position (pg_stat_replication), and what this
+  // agent knows of a narrowing of the synchronous set (decide.ts settleSynchronous).
+  let replicaFlushed = new Map<string, number>();
+  let syncSettling: SynchronousSettling | null = null;
+  let lastPublishedSync = '';
   let lastKnownLease: LeaseRecord | null = null;
   let lastMaintenance: MaintenanceRecord | null = null;
   let lastReason = '';
@@ -242,6 +247,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       const timeline = probe.role === 'standby' && lastWal.timeline > probe.timeline && hasHistory(dataDir, lastWal.timeline) ? lastWal.timeline : probe.timeline;
       lastWal = { timeline, flushedLsn: flushed, replayedLsn: probe.role === 'primary' ? flushed : lsnBytes(probe.replayLsn) };
       downSinceMs = null;
+      replicaFlushed = new Map(probe.replicas.filter((r) => r.state === 'streaming' && r.flushLsn !== null).map((r) => [r.name, lsnBytes(r.flushLsn)]));
       const streamingFrom = probe.receiver?.status === 'streaming' && probe.receiver.senderPort !== null
         ? options.members.find((m) => m.port === probe.receiver!.senderPort)?.name ?? null
         : null;
@@ -259,6 +265,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
         synchronous: parseSynchronous(probe.synchronousStandbyNames),
       };
     } catch {
+      replicaFlushed = new Map();
       const timeline = Math.max(lastWal.timeline, highestTimeline(dataDir));
       downSinceMs ??= Date.now();
       return {
@@ -546,6 +553,11 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       }
       case 'setSynchronousStandbyNames':
         await setSynchronousStandbys(superuser(me!.port), action.config ? quorumStandbyNames(action.config.quorum, action.config.standbys) : '');
+        // The WAL senders, which release waiting commits, take the new setting on their next loop
+        // (SIGHUP sets their latch). Give them that before the observation whose flush position
+        // settleSynchronous takes as the narrowing's point: every commit released under the old
+        // setting lies below it.
+        await sleep(100, options.signal);
         return true;
       case 'alert':
         journal('alert', { code: action.code, severity: action.severity, message: action.message });
@@ -615,7 +627,14 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       primarySeen = record && !record.released && record.expiresAtMs > Date.now() ? record.holder : null;
       const after = await observe();
       // maintenanceRevision: what `parley maintenance start` waits for; decide() ignores it.
-      const published = { ...memberStateOf(after, primarySeen, Date.now()), maintenanceRevision: (maintenanceSeen as { revision: string } | null)?.revision ?? null };
+      const settled = settleSynchronous(syncSettling, after, options.decideConfig, (name) => replicaFlushed.get(name) ?? null);
+      const publishedSync = JSON.stringify(settled.published);
+      if (settled.settling !== null && publishedSync !== lastPublishedSync) {
+        journal('synchronous', { setting: settled.settling.config, sinceLsn: settled.settling.sinceLsn, settled: settled.settling.settled, published: settled.published });
+      }
+      lastPublishedSync = publishedSync;
+      syncSettling = settled.settling;
+      const published = { ...memberStateOf(after, primarySeen, Date.now(), settled.published), maintenanceRevision: (maintenanceSeen as { revision: string } | null)?.revision ?? null };
       await options.store
         .put(`${leaseKeys.memberPrefix}${options.name}`, JSON.stringify(published), {
           ttlMs: Math.max(10 * options.decideConfig.loopIntervalMs, 5000),

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { confirmsPrimary, decide, desiredSynchronous, rollbackCooldownMs } from './decide.ts';
+import { confirmsPrimary, decide, desiredSynchronous, rollbackCooldownMs, settleSynchronous } from './decide.ts';
 import type {
   Action,
   DecideConfig,
@@ -465,4 +465,45 @@ test('the decision core is pure: no node:, pg or clock in its files', () => {
     assert.doesNotMatch(source, /from '(node:|pg)/, file);
     assert.doesNotMatch(source, /Date\.now|new Date|Math\.random|performance\.now|process\./, file);
   }
+});
+
+test('a standby under maintenance of its own leaves the primary’s synchronous set, only while the others can carry the quorum', () => {
+  // Proves point 4 of node maintenance: the set narrows, and never to one that would block writes.
+  const resting: MaintenanceRecord = { revision: 'm1', active: true, expiresAtMs: now + 60_000, reason: 'kernel update', owner: 'ops@host', node: 'node2' };
+  const primary = primaryObservation('node1');
+  const narrowed = decide(view(primary, { maintenance: resting, members: [member('node2'), member('node3')] }), config, now);
+  const set = narrowed.actions.find((a) => a.type === 'setSynchronousStandbyNames');
+  assert.deepEqual(set && set.type === 'setSynchronousStandbyNames' ? set.config : 'none', { quorum: 1, standbys: ['node3'] });
+  // node3 not streaming: taking node2 out would leave no standby to acknowledge, so it stays in.
+  const kept = decide(view(primary, { maintenance: resting, members: [member('node2'), member('node3', { streaming: false })] }), config, now);
+  assert.equal(kept.actions.some((a) => a.type === 'setSynchronousStandbyNames'), false, kept.reason);
+  // Maintenance over: the full set comes back.
+  const narrow = primaryObservation('node1', { synchronous: { quorum: 1, standbys: ['node3'] } });
+  const widened = decide(view(narrow, { members: [member('node2'), member('node3')] }), config, now);
+  const back = widened.actions.find((a) => a.type === 'setSynchronousStandbyNames');
+  assert.deepEqual(back && back.type === 'setSynchronousStandbyNames' ? back.config : 'none', { quorum: 1, standbys: ['node2', 'node3'] });
+});
+
+test('a narrowed synchronous set is published only after the remaining standbys flushed past the narrowing', () => {
+  // Proves the rule that keeps takeovers sound (simulation seeds 91390, 12041): until k of the
+  // narrower set have every write acknowledged under the wider one, proofs run against the wider.
+  const narrow = { quorum: 1, standbys: ['node3'] };
+  const primary = primaryObservation('node1', { synchronous: narrow, flushedLsn: 9000 });
+  const behind = settleSynchronous(null, primary, config, (name) => (name === 'node3' ? 8000 : null));
+  assert.deepEqual(behind.published, { quorum: 1, standbys: ['node2', 'node3'] }, 'the full set while node3 is behind');
+  assert.equal(behind.settling?.sinceLsn, 9000);
+  // Later ticks: node3 reaches 9000 (the flush at the narrowing), while the primary has moved on.
+  const later = primaryObservation('node1', { synchronous: narrow, flushedLsn: 12_000 });
+  const still = settleSynchronous(behind.settling, later, config, () => 8999);
+  assert.deepEqual(still.published?.standbys, ['node2', 'node3']);
+  const caught = settleSynchronous(still.settling, later, config, (name) => (name === 'node3' ? 9000 : null));
+  assert.deepEqual(caught.published, narrow, 'the narrower set once node3 has everything acknowledged before');
+  const stays = settleSynchronous(caught.settling, later, config, () => null);
+  assert.deepEqual(stays.published, narrow, 'settled stays settled while the setting is unchanged');
+  // An agent that restarts remembers nothing, and settles again from its current position.
+  assert.deepEqual(settleSynchronous(null, later, config, () => 9000).published?.standbys, ['node2', 'node3']);
+  // The full set, or a standby, publishes what it runs with and remembers nothing.
+  const full = primaryObservation('node1');
+  assert.deepEqual(settleSynchronous(caught.settling, full, config, () => null), { settling: null, published: full.synchronous });
+  assert.equal(settleSynchronous(null, observation('node2'), config, () => null).settling, null);
 });

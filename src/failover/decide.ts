@@ -43,6 +43,68 @@ export function desiredSynchronous(config: DecideConfig, name: string): Synchron
   return { quorum: Math.min(config.synchronousQuorum, standbys.length), standbys };
 }
 
+/**
+ * The synchronous setting the primary `me` runs with while `resting` (a standby under maintenance of
+ * its own) is out: ANY k of the others without it — only while k of those stream from `me`, so that
+ * taking it out never blocks writes; otherwise the full set, `resting` included.
+ */
+export function synchronousWithout(config: DecideConfig, me: string, resting: string | null, members: readonly MemberState[], now: number): SynchronousConfig | null {
+  const full = desiredSynchronous(config, me);
+  if (resting === null || full === null || resting === me || !full.standbys.includes(resting)) return full;
+  const standbys = full.standbys.filter((name) => name !== resting);
+  const fresh = now - candidateFreshnessMs(config);
+  const streaming = members.filter((m) => standbys.includes(m.name) && m.publishedAtMs >= fresh && m.running && m.role === 'standby' && m.upstream === me && m.streaming);
+  return streaming.length >= full.quorum ? { quorum: full.quorum, standbys } : full;
+}
+
+/**
+ * What a primary's agent remembers of a narrowing of its synchronous set (see settleSynchronous):
+ * the setting it saw, the primary's flush position when it first saw it, and whether k of that
+ * setting's standbys have flushed past that position since.
+ */
+export interface SynchronousSettling {
+  readonly config: SynchronousConfig;
+  readonly sinceLsn: number;
+  readonly settled: boolean;
+}
+
+/**
+ * The synchronous setting a primary publishes, which takeovers are proven against (takeoverEvidence).
+ * Writes acknowledged under a wider setting (ANY k of all others) may be on the standby a narrowing
+ * took out and nowhere else, so a narrower setting is published only once k of its standbys have
+ * flushed past the primary's flush position at the time the narrowing took effect — every write
+ * acknowledged before it lies below. Until then the primary publishes the full set. An agent that
+ * restarts remembers nothing and so settles again: the conservative answer. Pure; `flushedOf`
+ * gives each standby's flush position as the primary sees it (pg_stat_replication), null when it
+ * does not stream. Simulation seed 91390 lost writes without this.
+ */
+export function settleSynchronous(
+  previous: SynchronousSettling | null,
+  node: NodeObservation,
+  config: DecideConfig,
+  flushedOf: (name: string) => number | null,
+): { readonly settling: SynchronousSettling | null; readonly published: SynchronousConfig | null } {
+  const actual = node.synchronous;
+  // The common case first, without building the full set: every other member, the configured k.
+  const everyOther = actual !== null && actual.standbys.length === config.members.length - 1 && !actual.standbys.includes(node.name);
+  if (!node.running || node.role !== 'primary' || actual === null || (everyOther && actual.quorum <= config.synchronousQuorum)) return { settling: null, published: actual };
+  const full = desiredSynchronous(config, node.name);
+  if (full === null || covers(actual, full)) return { settling: null, published: actual };
+  let settling = previous !== null && sameSynchronous(previous.config, actual) ? previous : { config: actual, sinceLsn: node.flushedLsn, settled: false };
+  if (!settling.settled) {
+    const past = actual.standbys.filter((name) => (flushedOf(name) ?? -1) >= settling.sinceLsn).length;
+    if (past >= actual.quorum) settling = { ...settling, settled: true };
+  }
+  if (settling.settled) return { settling, published: actual };
+  const standbys = [...full.standbys, ...actual.standbys.filter((name) => !full.standbys.includes(name))];
+  return { settling, published: { quorum: Math.min(full.quorum, actual.quorum), standbys } };
+}
+
+/** Whether proofs against `a` hold every write acknowledged under `b`: a has b's standbys, k no larger. */
+function covers(a: SynchronousConfig, b: SynchronousConfig): boolean {
+  return a.quorum <= b.quorum && b.standbys.every((name) => a.standbys.includes(name));
+}
+
 /** Whether a lease term is still running at `now` (not released, not expired). */
 export function termActive(record: LeaseRecord, now: number): boolean {
   return !record.released && record.expiresAtMs > now;
@@ -62,7 +124,13 @@ export function nodeInMaintenance(record: MaintenanceRecord | null, now: number)
 const restingForbids = new Set<Action['type']>(['start', 'rewind', 'detach', 'acquireLease', 'promote', 'handOver']);
 
 /** The state an agent publishes after acting: its fresh observation, stamped, with whom it follows. */
-export function memberStateOf(node: NodeObservation, primarySeen: string | null, publishedAtMs: number): MemberState {
+export function memberStateOf(
+  node: NodeObservation,
+  primarySeen: string | null,
+  publishedAtMs: number,
+  /** What settleSynchronous says to publish; the setting in force when omitted. */
+  synchronous: SynchronousConfig | null = node.synchronous,
+): MemberState {
   return {
     name: node.name,
     publishedAtMs,
@@ -73,7 +141,7 @@ export function memberStateOf(node: NodeObservation, primarySeen: string | null,
     flushedLsn: node.flushedLsn,
     upstream: node.upstream,
     streaming: node.streaming,
-    synchronous: node.synchronous,
+    synchronous,
     primarySeen,
   };
 }
@@ -149,7 +217,7 @@ function decideAsHolder(view: View, config: DecideConfig, now: number, record: L
       return decision([renew, { type: 'start', role: 'primary' }], `starting PostgreSQL as primary: I am ${me} and hold the lease; down for ${downMs} ms`);
     }
     const actions: Action[] = [renew];
-    const desired = desiredSynchronous(config, me);
+    const desired = synchronousWithout(config, me, nodeInMaintenance(view.maintenance, now), view.members, now);
     if (!sameSynchronous(node.synchronous, desired)) actions.push({ type: 'setSynchronousStandbyNames', config: desired });
     const handover = decideHandover(view, config, now, record);
     if (handover !== null) return handover;

@@ -133,6 +133,10 @@ const regressions: readonly { readonly what: string; readonly line: string }[] =
     what: 'a primary that took a standby under maintenance out of its synchronous set published the narrower set, and a takeover proven against it lost writes that standby alone had acknowledged',
     line: 'seed 91390: 3 nodes, ANY 1, ttl 2000 ms, loop 500 ms, deadline 6000 ms, max lag 16777216 B, faults until 30000 ms, end 56000 ms; 4600:freeze(node3) 9900:node-maintenance-on(node2)[10600] 10400:kill(primary) 10600:thaw(node3) 12600:maintenance-on[8800] 14700:maintenance-off 18600:maintenance-off(node2) 19600:restart(primary); start timeout 4000 ms',
   },
+  {
+    what: 'a primary that narrowed its synchronous set (a standby under maintenance) and died before the rest caught up: the narrower set must not be published until they have',
+    line: 'seed 12041: 3 nodes, ANY 1, ttl 5000 ms, loop 500 ms, deadline 10000 ms, max lag 1048576 B, faults until 10000 ms, end 55000 ms; 3600:lag(node3) 3600:kill(primary) 4000:kill(primary) 4100:node-maintenance-on(node1)[10900] 5500:lag(node2) 5500:kill(primary) 6000:maintenance-off(node1) 7000:break-postgres(primary) 8000:kill-postgres(primary) 8400:restart(primary) 9100:lag(node3) 9100:kill(primary) 10000:restart(primary) 10000:restart(primary) 10000:restart(primary) 10000:repair; start timeout 10000 ms',
+  },
 ];
 
 for (const regression of regressions) {

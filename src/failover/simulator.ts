@@ -5,7 +5,7 @@
 // the seed and the step, and `replay(seed)` runs the same schedule again with a trace.
 //
 // Everything random comes from one Prng seeded by the schedule's seed; nothing reads a clock.
-import { confirmsPrimary, decide, desiredSynchronous, maintenanceActive, memberStateOf, nodeInMaintenance, termActive } from './decide.ts';
+import { confirmsPrimary, decide, desiredSynchronous, maintenanceActive, memberStateOf, nodeInMaintenance, settleSynchronous, termActive, type SynchronousSettling } from './decide.ts';
 import { Prng } from './prng.ts';
 import type {
   Action,
@@ -311,6 +311,7 @@ interface SimNode {
   lastKnownMaintenance: MaintenanceRecord | null;
   lastKnownMembers: readonly MemberState[];
   pendingDecision: Decision | null;
+  syncSettling: SynchronousSettling | null;
 }
 
 interface Attempt {
@@ -384,6 +385,7 @@ class Simulation {
       lastKnownMaintenance: null,
       lastKnownMembers: [],
       pendingDecision: null,
+      syncSettling: null,
     }));
     for (const node of this.nodes) this.byName.set(node.name, node);
     this.lease = { holder: primary, revision: '1', acquiredAtMs: 0, expiresAtMs: this.config.leaseTtlMs, released: false, rolledBack: false };
@@ -593,6 +595,7 @@ class Simulation {
     node.lastKnownLease = null;
     node.lastKnownMaintenance = null;
     node.lastKnownMembers = [];
+    node.syncSettling = null;
   }
 
   private killPostgres(node: SimNode): void {
@@ -808,10 +811,23 @@ class Simulation {
     return members;
   }
 
+  // The node publishing now, and its standbys' flush positions as its pg_stat_replication shows
+  // them (one function for the whole run: a closure per publish costs a tenth of the run time).
+  private publishing: SimNode | null = null;
+  private readonly flushedOfPublishing = (name: string): number | null => {
+    const primary = this.publishing!;
+    const standby = this.byName.get(name);
+    return standby !== undefined && standby.pgRunning && standby.streaming && standby.upstream === primary.name ? Math.min(standby.flushedLsn, primary.flushedLsn) : null;
+  };
+
   private publish(node: SimNode): void {
     if (!this.reachable(node)) return;
     const seen = this.lease !== null && termActive(this.lease, this.now) ? this.lease.holder : null;
-    const state = memberStateOf(this.observe(node), seen, this.now);
+    const observation = this.observe(node);
+    this.publishing = node;
+    const settled = settleSynchronous(node.syncSettling, observation, this.config, this.flushedOfPublishing);
+    node.syncSettling = settled.settling;
+    const state = memberStateOf(observation, seen, this.now, settled.published);
     let states = this.published.get(node.name);
     if (states === undefined) {
       states = [];

@@ -87,6 +87,32 @@ async function waitForAcknowledgements(dir: string, store: LeaseStore, revision:
 }
 
 /**
+ * Waits until the primary publishes a synchronous set with `node` out (`inSet` false) or back in
+ * (true). The primary publishes a narrowed set only once the other standbys hold every write
+ * acknowledged before it (failover/decide.ts settleSynchronous), so "out" means writes neither
+ * wait for `node` nor depend on it. Returns the primary's name.
+ */
+async function waitForSynchronousSet(store: LeaseStore, node: string, inSet: boolean, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let seen = 'no primary has published its state';
+  for (;;) {
+    const members = (await store.list(leaseKeys.memberPrefix)).map(
+      (entry) => JSON.parse(entry.value) as { name: string; running: boolean; role: string; synchronous: { quorum: number; standbys: string[] } | null },
+    );
+    const primary = members.find((m) => m.running && m.role === 'primary');
+    if (primary !== undefined) {
+      const set = primary.synchronous;
+      if ((set?.standbys.includes(node) ?? false) === inSet) return primary.name;
+      seen = `${primary.name} publishes ${set === null ? 'no synchronous set' : `ANY ${set.quorum} (${set.standbys.join(', ')})`}`;
+    }
+    if (Date.now() >= deadline) {
+      throw new ParleyError('storage_unavailable', `${node} is not ${inSet ? 'back in' : 'out of'} the synchronous set after ${timeoutMs / 1000} s (${seen})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+/**
  * Checks for maintenance of one node: it must exist and be a standby (for the primary, switch over
  * first: --switchover-to), and the other standbys must keep the synchronous quorum without it, so
  * that writes never wait for it.
@@ -130,7 +156,7 @@ export interface MaintenanceOptions {
 }
 
 /** `parley maintenance start`: on, acknowledged by every live agent, or an error naming who did not. */
-export async function startMaintenance(options: MaintenanceOptions): Promise<{ expiresAt: string; acknowledgedBy: string[] }> {
+export async function startMaintenance(options: MaintenanceOptions): Promise<{ expiresAt: string; acknowledgedBy: string[]; outOfSynchronousSet?: boolean }> {
   if (options.switchoverTo !== undefined && options.node === undefined) throw new ParleyError('cli_usage', '--switchover-to goes with --node (maintenance of the primary)');
   const config = loadConfig({ file: options.configFile, env: process.env });
   const ttlMs = options.ttl === undefined ? config.maintenance.defaultTtlMs : parseDuration(options.ttl);
@@ -148,6 +174,18 @@ export async function startMaintenance(options: MaintenanceOptions): Promise<{ e
     const revision = await writeRecord(store, () => value);
     journalOperator(options.dir, { action: 'maintenance start', reason, by: owner, ttlMs, node: value.node, expiresAt: new Date(value.expiresAtMs).toISOString() });
     const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
+    if (value.node !== null) {
+      // Point 4: the standby leaves the synchronous set before its maintenance begins. Should the
+      // primary not get there (the others fell behind meanwhile), maintenance is on all the same —
+      // the node is left alone and never promoted — and the operator is told.
+      try {
+        const primary = await waitForSynchronousSet(store, value.node!, false, config.maintenance.acknowledgeTimeoutMs);
+        journalOperator(options.dir, { action: 'maintenance start', node: value.node, synchronous: `out of ${primary}'s synchronous set` });
+      } catch (error) {
+        throw new ParleyError('storage_unavailable', `maintenance of ${value.node} is on, but ${(error as Error).message}; writes may still wait for it`);
+      }
+      return { expiresAt: new Date(value.expiresAtMs).toISOString(), acknowledgedBy, outOfSynchronousSet: true };
+    }
     return { expiresAt: new Date(value.expiresAtMs).toISOString(), acknowledgedBy };
   } finally {
     await store.close();
@@ -176,17 +214,23 @@ export async function stopMaintenance(options: { dir: string; reason: string; no
     }));
     journalOperator(options.dir, { action: 'maintenance stop', reason, by, wasOn });
     const acknowledgedBy = await waitForAcknowledgements(options.dir, store, revision, config.maintenance.acknowledgeTimeoutMs);
+    // A standby back from maintenance of its own rejoins the quorum (at once: widening is safe).
+    if (wasOn && on !== null) await waitForSynchronousSet(store, on, true, config.maintenance.acknowledgeTimeoutMs);
     return { wasOn, acknowledgedBy };
   } finally {
     await store.close();
   }
 }
 
-/** A writable primary holding the lease, and every other node a standby in the synchronous set. */
-async function healthy(dir: string): Promise<string | null> {
+/**
+ * A writable primary holding the lease, and every other node a standby in the synchronous set — the
+ * node under maintenance of its own (`resting`) is out of that set by design, so streaming is enough.
+ */
+async function healthy(dir: string, resting: string | undefined): Promise<string | null> {
   const status = await readStatus({ dir });
   if (status.primary === null || status.lease?.holder !== status.primary || !status.lease.active) return 'no primary holds the lease';
-  const behind = status.nodes.filter((n) => n.name !== status.primary && (n.role !== 'standby' || (n.sync !== 'quorum' && n.sync !== 'sync')));
+  const inSync = (n: (typeof status.nodes)[number]) => n.sync === 'quorum' || n.sync === 'sync' || (n.name === resting && n.sync === 'async');
+  const behind = status.nodes.filter((n) => n.name !== status.primary && (n.role !== 'standby' || !inSync(n)));
   return behind.length === 0 ? null : `${behind.map((n) => `${n.name} (${n.role}, ${n.sync ?? n.state})`).join(', ')} not streaming in sync`;
 }
 
@@ -211,10 +255,10 @@ export async function runMaintenance(options: MaintenanceOptions & { command: st
     throw new ParleyError('internal', `${options.command.join(' ')} failed (${typeof code === 'number' ? `exit ${code}` : code}); maintenance stays on until ${started.expiresAt} — check the cluster, then parley maintenance stop --reason ...`);
   }
   const deadline = Date.now() + config.maintenance.recoverTimeoutMs;
-  let why = await healthy(options.dir);
+  let why = await healthy(options.dir, options.node);
   while (why !== null && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 500));
-    why = await healthy(options.dir);
+    why = await healthy(options.dir, options.node);
   }
   if (why !== null) {
     journalOperator(options.dir, { action: 'maintenance run', result: 'not healthy', why });
