@@ -3,7 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Chat } from '../chat/chat.ts';
-import type { Database } from '../data/data.ts';
+import { failureOrigin, type Database } from '../data/data.ts';
 import { errorTitles, isParleyError, ParleyError, type ErrorCode } from '../errors/errors.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createRateLimiter } from './rate-limit.ts';
@@ -79,7 +79,12 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const route = request.routeOptions.url ?? 'unknown';
     if (isParleyError(error)) {
-      metrics.errors.inc({ code: error.code, route, dependency: error.code === 'storage_unavailable' || error.code === 'overloaded' ? 'database' : 'none' });
+      const origin = failureOrigin(error);
+      const fromDatabase = error.code === 'storage_unavailable' || error.code === 'overloaded';
+      metrics.errors.inc({ code: error.code, route, dependency: fromDatabase ? 'database' : 'none' });
+      if (fromDatabase) {
+        metrics.databaseErrors.inc({ node: origin?.node ?? 'unknown', pool: origin?.pool ?? 'none', cause: origin?.cause ?? (error.code === 'overloaded' ? 'shed' : 'other') });
+      }
       return sendProblem(reply, error.code, error.message, { retryAfterSeconds: error.retryAfterSeconds });
     }
     const mapped = fromFastify(error as FastifyError);
@@ -137,6 +142,6 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   });
 
   registerWebClient(app);
-  attachStream(app, { chat: options.chat, metrics, limiter, stream: options.stream, logger: options.logger });
+  attachStream(app, { chat: options.chat, metrics, limiter, stream: options.stream, logger: options.logger, health: () => options.db.health() });
   return { app, metrics };
 }

@@ -26,6 +26,12 @@ export function createMetrics() {
       labelNames: ['transport'] as const,
       registers: [registry],
     }),
+    databaseErrors: new Counter({
+      name: 'parley_database_errors_total',
+      help: 'Requests answered 503 because of the database, by node, pool (primary or read) and cause (timeout, refused, lost, read-only, breaker-open, shed, no-primary)',
+      labelNames: ['node', 'pool', 'cause'] as const,
+      registers: [registry],
+    }),
     sockets: new Gauge({ name: 'parley_websocket_connections', help: 'Open WebSocket connections', registers: [registry] }),
     socketsDropped: new Counter({
       name: 'parley_websocket_dropped_total',

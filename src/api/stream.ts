@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Caller, Chat, ChatEvent } from '../chat/chat.ts';
+import type { DatabaseHealth } from '../data/data.ts';
 import { errorTitles, isParleyError, ParleyError, type ErrorCode } from '../errors/errors.ts';
 import type { Metrics } from './metrics.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -18,6 +19,13 @@ export interface StreamOptions {
   pingIntervalMs: number;
   frameMaxBytes: number;
   connectionsMax: number;
+}
+
+/** How often the database's state is looked at for changes to tell sockets about. */
+const statusCheckMs = 250;
+
+function statusFrame(health: DatabaseHealth): { type: 'status'; state: 'ok' | 'degraded'; detail: string } {
+  return { type: 'status', state: health.state === 'ok' ? 'ok' : 'degraded', detail: health.detail };
 }
 
 /** Frames one socket may have in flight before further ones are refused. */
@@ -42,11 +50,24 @@ function tokenOf(request: IncomingMessage, url: URL): string | undefined {
 /** Serves /v1/stream on the app's HTTP server. */
 export function attachStream(
   app: FastifyInstance,
-  deps: { chat: Chat; metrics: Metrics; limiter: RateLimiter; stream: StreamOptions; logger: Logger },
+  deps: { chat: Chat; metrics: Metrics; limiter: RateLimiter; stream: StreamOptions; logger: Logger; health: () => DatabaseHealth },
 ): void {
   const { chat, metrics, limiter, stream, logger } = deps;
   const wss = new WebSocketServer({ noServer: true, maxPayload: stream.frameMaxBytes, clientTracking: true, perMessageDeflate: false });
   let open = 0;
+
+  // The database's state as sockets last heard it: every socket is told when it changes, so
+  // clients can say "degraded" (sends may be refused; reads still work) and "back" (API.md).
+  const statusListeners = new Set<(frame: ServerFrame) => void>();
+  let told = statusFrame(deps.health());
+  const watch = setInterval(() => {
+    const now = statusFrame(deps.health());
+    if (now.state === told.state) return;
+    told = now;
+    logger.info({ state: now.state, detail: now.detail }, 'database status changed; telling sockets');
+    for (const listener of statusListeners) listener(now);
+  }, statusCheckMs);
+  watch.unref();
 
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
@@ -125,7 +146,8 @@ export function attachStream(
     }
 
     const unsubscribe = chat.subscribe(caller.id, (event) => send(event));
-    send({ type: 'status', state: 'ok', detail: 'connected' });
+    statusListeners.add(send);
+    send(told.state === 'ok' ? { type: 'status', state: 'ok', detail: 'connected' } : told);
 
     ws.on('message', (raw, isBinary) => {
       if (inFlight >= inFlightMax) {
@@ -159,11 +181,13 @@ export function attachStream(
       open--;
       metrics.sockets.dec();
       clearInterval(heartbeat);
+      statusListeners.delete(send);
       unsubscribe();
     });
   }
 
   app.addHook('onClose', async () => {
+    clearInterval(watch);
     for (const client of wss.clients) client.close(1001, 'server shutting down');
     await new Promise<void>((resolve) => wss.close(() => resolve()));
     for (const client of wss.clients) client.terminate();

@@ -1,6 +1,7 @@
 // chat/: accounts, sessions, conversations, messages, receipts, sync and live fan-out. Talks to
 // PostgreSQL through data/ only and knows nothing of HTTP: api/ calls this façade.
 import { isConnectionLost, type Database } from '../data/data.ts';
+import { isParleyError } from '../errors/errors.ts';
 import { authenticate, createAccount, createSession, deleteSession, grantOperator, type Caller } from './accounts.ts';
 import { createConversation, getConversation, listConversations, memberIds, parseConversationId } from './conversations.ts';
 import { createHub, type Hub, type Listener } from './hub.ts';
@@ -65,20 +66,36 @@ export function createChat(db: Database, options: ChatOptions) {
     register: (input: { username: string; password: string; displayName?: string | undefined }) => createAccount(db, input),
     login: (input: { username: string; password: string }) => createSession(db, input, { sessionTtlHours: options.sessionTtlHours }),
     logout: (token: string) => deleteSession(db, token),
-    authenticate: (token: string) => authenticate(db, token),
+    /**
+     * Sessions are read from a standby when one serves reads, so a primary in trouble does not stop
+     * every request at sign-in; a token the standby does not know yet (a sign-in a moment ago) is
+     * looked up on the primary before it is refused. A sign-out may take up to the read pool's lag
+     * bound (data.readMaxLagMs) to reach the standbys.
+     */
+    async authenticate(token: string): Promise<Caller> {
+      const reads = db.reads();
+      if (reads === db) return authenticate(db, token);
+      try {
+        return await authenticate(reads, token);
+      } catch (error) {
+        if (isParleyError(error) && error.code === 'unauthorized') return authenticate(db, token);
+        throw error;
+      }
+    },
     grantOperator: (username: string) => grantOperator(db, username),
     parseConversationId,
 
     async createConversation(caller: Caller, input: { kind: 'direct' | 'group'; members: string[]; title?: string | undefined }) {
       const result = await createConversation(db, caller, input);
+      db.wrote(caller.id);
       if (result.created) {
         memberCache.set(result.conversation.id, result.conversation.members.map((m) => m.id));
         await publish(result.conversation.id, { type: 'conversation', conversation: result.conversation });
       }
       return result;
     },
-    getConversation: (caller: Caller, id: string): Promise<ConversationView> => getConversation(db, caller, id),
-    listConversations: (caller: Caller) => listConversations(db, caller),
+    getConversation: (caller: Caller, id: string): Promise<ConversationView> => getConversation(db.reads(caller.id), caller, id),
+    listConversations: (caller: Caller) => listConversations(db.reads(caller.id), caller),
 
     async send(caller: Caller, input: { conversationId: string; clientMessageId: string; body: string }): Promise<{ message: MessageView; created: boolean }> {
       const deadline = Date.now() + (options.resendWithinMs ?? 0);
@@ -94,6 +111,7 @@ export function createChat(db: Database, options: ChatOptions) {
           await new Promise((resolve) => setTimeout(resolve, resendStepMs));
         }
       }
+      db.wrote(caller.id);
       // A lost first attempt may have stored the message without anyone hearing of it: announce
       // it (clients apply events idempotently).
       if (result.created || resent) await publish(input.conversationId, { type: 'message', message: result.message });
@@ -103,10 +121,11 @@ export function createChat(db: Database, options: ChatOptions) {
       return { message: result.message, created: result.created };
     },
     history: (caller: Caller, input: { conversationId: string; afterSeq?: number | undefined; beforeSeq?: number | undefined; limit?: number | undefined }) =>
-      listMessages(db, caller, input),
+      listMessages(db.reads(caller.id), caller, input),
 
     async markRead(caller: Caller, input: { conversationId: string; seq: number }): Promise<void> {
       const moved = await markRead(db, caller, input);
+      db.wrote(caller.id);
       if (moved) await publish(input.conversationId, { type: 'read', conversationId: input.conversationId, accountId: caller.id, seq: input.seq });
     },
 
@@ -119,7 +138,7 @@ export function createChat(db: Database, options: ChatOptions) {
       hub.publish({ type: 'typing', conversationId, accountId: caller.id }, members.filter((id) => id !== caller.id));
     },
 
-    sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db, caller, input),
+    sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db.reads(caller.id), caller, input),
 
     subscribe: (accountId: string, listener: Listener) => hub.subscribe(accountId, listener),
   };

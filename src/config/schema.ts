@@ -102,6 +102,10 @@ export const configSchema = z
         connectTimeoutMs: z.number().int().min(100).max(60_000).default(3000),
         /** How long a query waits for a primary during a failover or switchover before 503. */
         failoverWaitMs: z.number().int().min(0).max(60_000).default(5000),
+        /** A standby further behind the primary than this many bytes of WAL leaves the read pool. */
+        readMaxLagBytes: z.number().int().min(0).max(1024 ** 3).default(16 * 1024 * 1024),
+        /** ... or one that has not replayed what the primary had this long ago. */
+        readMaxLagMs: z.number().int().min(0).max(600_000).default(1000),
       })
       .prefault({}),
     maintenance: z

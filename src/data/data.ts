@@ -1,6 +1,7 @@
 // data/: the app's view of the database — pools, timeouts, error classification, provisioning and
 // migrations. Knows nothing of HTTP or chat; chat/ and api/ use it through this file only.
-export { classifyDatabaseError, createDatabase, isConnectionLost, neverReachedServer, type Database, type DatabaseOptions, type Queryable } from './database.ts';
+export { classifyDatabaseError, createDatabase, isConnectionLost, neverReachedServer, type Database, type DatabaseHealth, type DatabaseOptions, type Queryable } from './database.ts';
+export { failureOrigin, type FailureOrigin } from './failures.ts';
 export { migrations, type Migration } from './migrations.ts';
 export { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from './provision.ts';
-export { createRoutedDatabase, type NodeUrl, type RoutedDatabase } from './routed.ts';
+export { createRoutedDatabase, type NodeUrl, type RoutedDatabase, type RoutedOptions, type Topology } from './routed.ts';

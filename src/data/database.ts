@@ -21,10 +21,25 @@ export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], name?: string): Promise<pg.QueryResult<R>>;
 }
 
+/** What the app can serve: ok; degraded (reads only, or a failover under way); down. */
+export interface DatabaseHealth {
+  state: 'ok' | 'degraded' | 'down';
+  detail: string;
+}
+
 /** The app's handle on the database. */
 export interface Database extends Queryable {
   /** Runs `fn` in a transaction; commits on return, rolls back on throw. */
   transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * The same database for reads on behalf of `reader` (an account): its `query` may go to a
+   * standby that has replayed `reader`'s own writes (see `wrote`); transactions stay on the primary.
+   */
+  reads(reader?: string): Database;
+  /** `reader` just wrote: its reads must see it (read-your-writes). */
+  wrote(reader: string): void;
+  /** What the database can serve now, from what is already known (no query). */
+  health(): DatabaseHealth;
   /** Pool counters for metrics and readiness. */
   stats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
@@ -80,11 +95,22 @@ function refusedInRecovery(error: unknown): boolean {
  */
 export function isConnectionLost(error: unknown): boolean {
   if (!isParleyError(error) || error.code !== 'storage_unavailable') return false;
+  if (outcomeUnknown.has(error)) return true;
   const cause = error.cause as { code?: string; message?: string } | undefined;
   return ['57P01', '57P02', '08006', '08003', 'ECONNRESET', 'EPIPE'].includes(cause?.code ?? '') || /Connection terminated|terminating connection/i.test(cause?.message ?? '');
 }
 
-function markNotReached(error: unknown): unknown {
+// Failures of a request given up on while its statement may still run (a breaker that opened).
+const outcomeUnknown = new WeakSet<object>();
+
+/** Marks `error` as one whose statement may or may not take effect: isConnectionLost says yes. */
+export function markOutcomeUnknown<E>(error: E): E {
+  if (typeof error === 'object' && error !== null) outcomeUnknown.add(error);
+  return error;
+}
+
+/** Marks `error` as one that came before its statement could take effect (see neverReachedServer). */
+export function markNotReached<E>(error: E): E {
   if (typeof error === 'object' && error !== null) notReached.add(error);
   return error;
 }
@@ -210,7 +236,7 @@ export function createDatabase(options: DatabaseOptions): Database {
     }
   }
 
-  return {
+  const database: Database = {
     async query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
       admit();
       const client = await connect();
@@ -259,6 +285,13 @@ export function createDatabase(options: DatabaseOptions): Database {
         client.release(broken);
       }
     },
+    reads() {
+      return database;
+    },
+    wrote() {},
+    health() {
+      return { state: 'ok', detail: 'one database' };
+    },
     stats() {
       return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
     },
@@ -266,4 +299,5 @@ export function createDatabase(options: DatabaseOptions): Database {
       await pool.end();
     },
   };
+  return database;
 }

@@ -74,12 +74,25 @@ export async function runAppServer(options: { dir: string; port: number; configF
   process.send?.(ready);
 }
 
-// How often an app server reads the lease to learn who the primary is.
+// How often an app server reads the lease store, and how often its data layer probes each node.
 const topologyIntervalMs = 250;
+const probeIntervalMs = 250;
+
+/** What an agent publishes under members/<name> that the app server reads. */
+interface PublishedMember {
+  name: string;
+  publishedAtMs: number;
+  running: boolean;
+  role: string;
+  upstream: string | null;
+  streaming: boolean;
+}
 
 /**
- * A routed database that follows the lease: every `topologyIntervalMs` the app server reads the
- * leader record from the lease store and sends queries to its holder while its term runs.
+ * A routed database that follows the cluster: every `topologyIntervalMs` the app server reads the
+ * leader record, the maintenance record and the agents' published states from the lease store,
+ * and tells the data layer who is primary, which standbys stream from it, and whether maintenance
+ * holds failover back. The data layer probes the nodes itself for what changes faster.
  */
 function followPrimary(paths: StatePaths, config: Config): { database: RoutedDatabase; stop(): Promise<void> } {
   const cluster = readJson<ClusterFile>(paths.clusterFile, 'the cluster layout');
@@ -94,25 +107,39 @@ function followPrimary(paths: StatePaths, config: Config): { database: RoutedDat
       connectTimeoutMs: config.data.connectTimeoutMs,
       applicationName: 'parley-app',
       failoverWaitMs: config.data.failoverWaitMs,
+      readMaxLagBytes: config.data.readMaxLagBytes,
+      readMaxLagMs: config.data.readMaxLagMs,
+      probeIntervalMs,
     },
   );
   const store = createLocalLeaseClient({ url: lease.url, token: lease.token, timeoutMs: 1000 });
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  let lastPool = '';
   const tick = async (): Promise<void> => {
     try {
-      const entry = await store.get(leaseKeys.leader);
-      if (entry) {
-        const record = JSON.parse(entry.value) as { holder: string; expiresAtMs: number; released: boolean };
-        const active = !record.released && record.expiresAtMs > Date.now();
-        const next = active ? record.holder : undefined;
-        if (next !== database.primary()) console.log(`app server: primary is now ${next ?? '(none)'}`);
-        database.setPrimary(next);
-      } else {
-        database.setPrimary(undefined);
+      const [leader, maintenance, members] = await Promise.all([store.get(leaseKeys.leader), store.get(leaseKeys.maintenance), store.list(leaseKeys.memberPrefix)]);
+      const now = Date.now();
+      let primary: string | undefined;
+      if (leader) {
+        const record = JSON.parse(leader.value) as { holder: string; expiresAtMs: number; released: boolean };
+        if (!record.released && record.expiresAtMs > now) primary = record.holder;
       }
+      const m = maintenance ? (JSON.parse(maintenance.value) as { active: boolean; expiresAtMs: number; node?: string | null }) : undefined;
+      const held = m !== undefined && m.active && m.expiresAtMs > now && (m.node ?? null) === null;
+      // Fresh within a few agent loops, running, and streaming from the primary.
+      const fresh = now - 4 * config.cluster.loopIntervalMs;
+      const streaming = members
+        .map((entry) => JSON.parse(entry.value) as PublishedMember)
+        .filter((s) => s.publishedAtMs >= fresh && s.running && s.role === 'standby' && s.upstream === primary && s.streaming)
+        .map((s) => s.name);
+      if (primary !== database.primary()) console.log(`app server: primary is now ${primary ?? '(none)'}`);
+      database.setTopology({ primary, maintenance: held, streaming });
+      const pool = database.readPool().join(', ');
+      if (pool !== lastPool) console.log(`app server: read pool is now ${pool || '(empty: reads go to the primary)'}`);
+      lastPool = pool;
     } catch {
-      // Lease store unreachable: keep routing to the last primary; its agent fences it if needed.
+      // Lease store unreachable: keep routing as last known; the primary's agent fences it if needed.
     }
     if (!stopped) timer = setTimeout(() => void tick(), topologyIntervalMs);
   };
