@@ -44,7 +44,8 @@ export function assertExactlyOnce(report: WriterReport, stored: Array<{ id: stri
 /** A three-node `parley up` in a fresh directory, healthy; `env` adds to the test settings. */
 export async function startCluster(env: NodeJS.ProcessEnv = {}): Promise<{ dir: string; url: string; up: Up }> {
   const dir = join(makeDir(), 'state');
-  const port = await freePort();
+  const servers = Number(env.PARLEY_APP_SERVERS ?? 1);
+  const port = servers > 1 ? await freePortRun(servers) : await freePort();
   const up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000', ...env });
   await waitUp(up, dir);
   await waitUntil('one primary and two quorum standbys', () => clusterHealthy(dir), 60_000);

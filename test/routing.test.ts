@@ -163,3 +163,75 @@ describe('app servers route around a sick database', () => {
     await sleep(0);
   });
 });
+
+describe('two app servers', () => {
+  let dir = '';
+  let url = '';
+  let second = '';
+
+  before(async () => {
+    ({ dir, url } = await startCluster({ PARLEY_APP_SERVERS: '2' }));
+    const port = Number(new URL(url).port);
+    second = `http://127.0.0.1:${port + 1}`;
+  });
+
+  async function account(base: string) {
+    const username = `u${randomUUID().slice(0, 8)}`;
+    assert.equal((await call(base, '/v1/accounts', { method: 'POST', body: { username, password: 'long-enough' } })).status, 201);
+    return { username, token: (await call(base, '/v1/sessions', { method: 'POST', body: { username, password: 'long-enough' } })).body.token as string };
+  }
+
+  /** A socket of `token` on `base`, collecting the bodies of the messages it is sent live. */
+  async function socketOf(base: string, token: string) {
+    const socket = new WebSocket(`${base.replace('http', 'ws')}/v1/stream?token=${token}`);
+    const bodies: string[] = [];
+    socket.on('message', (data) => {
+      const frame = JSON.parse(String(data)) as { type: string; message?: { body: string } };
+      if (frame.type === 'message') bodies.push(frame.message!.body);
+    });
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve);
+      socket.once('error', reject);
+    });
+    return { socket, bodies };
+  }
+
+  test('a message sent through one arrives live on the other, also after a failover; the writers of both see no failed send', async () => {
+    const alice = await account(url);
+    const bob = await account(second);
+    const direct = await call(url, '/v1/conversations', { method: 'POST', token: alice.token, body: { kind: 'direct', members: [bob.username] } });
+    assert.equal(direct.status, 201);
+    const listener = await socketOf(second, bob.token);
+    try {
+      const sent = await call(url, `/v1/conversations/${direct.body.id}/messages`, { method: 'POST', token: alice.token, body: { clientMessageId: randomUUID(), body: 'across servers' } });
+      assert.equal(sent.status, 201);
+      await waitUntil('the message reaches the socket on the other app server', () => listener.bodies.includes('across servers'), 10_000);
+
+      // Kill the primary under one writer per app server.
+      const writers = [await startWriter(url), await startWriter(second)];
+      await Promise.all(writers.map((w) => w.waitForAcks(10, 30_000)));
+      const before = await clusterStatus(dir);
+      // The whole node: its agent and its PostgreSQL (the server alone would be restarted in place).
+      const primary = before.nodes.find((n) => n.name === before.primary)!;
+      process.kill(primary.agentPid!, 'SIGKILL');
+      process.kill(primary.pid!, 'SIGKILL');
+      await waitUntil('a new primary', async () => {
+        const s = await clusterStatus(dir);
+        return s.primary !== null && s.primary !== before.primary;
+      }, 60_000);
+      await Promise.all(writers.map((w) => w.waitForAcks(10, 30_000)));
+      const reports = await Promise.all(writers.map((w) => w.stop()));
+      for (const [i, report] of reports.entries()) {
+        console.log(`# writer on app server ${i + 1}: ${report.acked.length} acknowledged, ${report.failures.length} failed attempts`);
+        assert.equal(report.failures.length, 0, `writer ${i + 1} saw failures: ${JSON.stringify(report.failures.slice(0, 3))}`);
+        assertExactlyOnce(report, await writers[i]!.history());
+      }
+      const again = await call(url, `/v1/conversations/${direct.body.id}/messages`, { method: 'POST', token: alice.token, body: { clientMessageId: randomUUID(), body: 'after the failover' } });
+      assert.equal(again.status, 201);
+      await waitUntil('the message after the failover reaches the other app server', () => listener.bodies.includes('after the failover'), 15_000);
+      assert.equal(listener.bodies.filter((b) => b === 'across servers').length, 1, 'delivered once');
+    } finally {
+      listener.socket.close();
+    }
+  });
+});

@@ -37,7 +37,7 @@ export async function startAppServer(options: {
       connectTimeoutMs: config.data.connectTimeoutMs,
       applicationName: `parley-app-${options.port}`,
     });
-  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours, resendWithinMs: config.data.failoverWaitMs });
+  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours, resendWithinMs: config.data.failoverWaitMs, fanout: config.app.servers > 1 });
   const { app } = await buildApp({
     chat,
     db,
@@ -50,6 +50,7 @@ export async function startAppServer(options: {
   try {
     await app.listen({ port: options.port, host });
   } catch (error) {
+    await chat.close();
     await db.close();
     throw error;
   }
@@ -57,6 +58,7 @@ export async function startAppServer(options: {
     url: `http://${host}:${options.port}`,
     async close() {
       await app.close();
+      await chat.close();
       await db.close();
     },
   };

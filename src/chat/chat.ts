@@ -7,6 +7,7 @@ import { createConversation, getConversation, listConversations, memberIds, pars
 import { createHub, type Hub, type Listener } from './hub.ts';
 import { listMessages, markRead, sendMessage } from './messages.ts';
 import type { ChatEvent, ConversationView, MessageView } from './shapes.ts';
+import { eventKey, startFanout } from './fanout.ts';
 import { syncEvents } from './sync.ts';
 
 export type { Caller } from './accounts.ts';
@@ -30,6 +31,11 @@ export interface ChatOptions {
    * idempotent, so the client sees a pause rather than an error. 0: never.
    */
   resendWithinMs?: number;
+  /**
+   * Several app servers share the cluster: deliver what the others store to this one's sockets
+   * too (chat/fanout.ts, through the primary's LISTEN/NOTIFY).
+   */
+  fanout?: boolean;
 }
 
 // Pause between a send lost with its connection and its resend (the routed database then waits
@@ -38,11 +44,14 @@ const resendStepMs = 100;
 
 // Members never change after a conversation is created, so fan-out can cache them.
 const memberCacheMax = 10_000;
+const deliveredHereMax = 20_000;
 
 /** The chat service that api/ calls: every operation takes the signed-in caller. */
 export function createChat(db: Database, options: ChatOptions) {
   const hub = options.hub ?? createHub();
   const memberCache = new Map<string, string[]>();
+  // Events this server delivered itself, so their announcements from the database are skipped.
+  const deliveredHere = new Set<string>();
 
   async function membersFor(conversationId: string): Promise<string[]> {
     const cached = memberCache.get(conversationId);
@@ -54,12 +63,31 @@ export function createChat(db: Database, options: ChatOptions) {
   }
 
   async function publish(conversationId: string, event: ChatEvent): Promise<void> {
+    const key = options.fanout ? eventKey(event) : undefined;
+    if (key !== undefined) {
+      deliveredHere.add(key);
+      if (deliveredHere.size > deliveredHereMax) deliveredHere.delete(deliveredHere.values().next().value!);
+    }
     try {
       hub.publish(event, await membersFor(conversationId));
     } catch {
       // Live delivery is best effort; the event is in the log and reaches everyone through sync.
     }
   }
+
+  const fanout = options.fanout
+    ? startFanout(
+        db,
+        async (conversationId, event) => {
+          try {
+            hub.publish(event, await membersFor(conversationId));
+          } catch {
+            // As above: best effort.
+          }
+        },
+        (key) => deliveredHere.has(key),
+      )
+    : undefined;
 
   return {
     hub,
@@ -141,6 +169,11 @@ export function createChat(db: Database, options: ChatOptions) {
     sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db.reads(caller.id), caller, input),
 
     subscribe: (accountId: string, listener: Listener) => hub.subscribe(accountId, listener),
+
+    /** Stops listening to the other app servers. */
+    async close(): Promise<void> {
+      await fanout?.close();
+    },
   };
 }
 

@@ -14,7 +14,8 @@ import { messageColumns, toMessage, type ChatEvent, type MessageRow } from './sh
 export const syncPageMax = 500;
 export const syncPageDefault = 100;
 
-interface EventRow {
+/** One row of the sync log (only the fields hydrate reads are needed). */
+export interface EventRow {
   xid: string;
   id: string;
   horizon: string;
@@ -66,7 +67,8 @@ export async function syncEvents(
   return { events, cursor: encodeCursor(next), hasMore };
 }
 
-async function hydrate(db: Database, rows: readonly EventRow[]): Promise<ChatEvent[]> {
+/** The log's rows as the WebSocket's events, in order; rows whose subject is gone are left out. */
+export async function hydrate(db: Database, rows: readonly Pick<EventRow, 'kind' | 'conversation_id' | 'message_id' | 'account_id' | 'seq'>[]): Promise<ChatEvent[]> {
   const messageIds = rows.filter((r) => r.kind === eventKind.message).map((r) => String(r.message_id));
   const conversationIds = [...new Set(rows.filter((r) => r.kind === eventKind.conversation).map((r) => String(r.conversation_id)))];
   const messages = new Map<string, ReturnType<typeof toMessage>>();

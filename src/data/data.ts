@@ -5,3 +5,4 @@ export { failureOrigin, type FailureOrigin } from './failures.ts';
 export { migrations, type Migration } from './migrations.ts';
 export { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from './provision.ts';
 export { createRoutedDatabase, type NodeUrl, type RoutedDatabase, type RoutedOptions, type Topology } from './routed.ts';
+export type { Subscription } from './listen.ts';

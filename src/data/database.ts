@@ -3,6 +3,7 @@
 import { createConnection } from 'node:net';
 import pg from 'pg';
 import { ParleyError, isParleyError } from '../errors/errors.ts';
+import { listen, type Subscription } from './listen.ts';
 
 /** Pool limits; every wait has a bound. */
 export interface DatabaseOptions {
@@ -40,6 +41,8 @@ export interface Database extends Queryable {
   wrote(reader: string): void;
   /** What the database can serve now, from what is already known (no query). */
   health(): DatabaseHealth;
+  /** LISTEN on `channel` of the primary, following it (data/listen.ts). */
+  listen(channel: string, onNotification: (payload: string) => void, onSubscribed: () => void): Subscription;
   /** Pool counters for metrics and readiness. */
   stats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
@@ -291,6 +294,9 @@ export function createDatabase(options: DatabaseOptions): Database {
     wrote() {},
     health() {
       return { state: 'ok', detail: 'one database' };
+    },
+    listen(channel, onNotification, onSubscribed) {
+      return listen({ channel, onNotification, onSubscribed, primaryUrl: () => options.url, connectTimeoutMs: options.connectTimeoutMs, applicationName: `${options.applicationName ?? 'parley'}-listen` });
     },
     stats() {
       return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };

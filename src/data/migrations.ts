@@ -177,4 +177,24 @@ END
 $fn$;
 `,
   },
+  {
+    version: 4,
+    name: 'live events announced to every app server',
+    sql: `
+-- Fan-out between app servers: every row of the sync log is announced, at commit and only if it
+-- commits, on the channel parley_events; each app server LISTENs on the primary and delivers the
+-- event to its own sockets. The payload is small (ids only; a message is loaded by its id), far
+-- under NOTIFY's 8000-byte limit. After a failover an app server listens on the new primary and
+-- catches up from the log by id (chat/fanout.ts).
+CREATE FUNCTION announce_event() RETURNS trigger
+LANGUAGE plpgsql SET search_path = parley AS $fn$
+BEGIN
+  PERFORM pg_notify('parley_events', json_build_object(
+    'i', NEW.id, 'c', NEW.conversation_id, 'k', NEW.kind, 'm', NEW.message_id, 'a', NEW.account_id, 's', NEW.seq)::text);
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER events_announced AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION announce_event();
+`,
+  },
 ];

@@ -11,6 +11,7 @@ import { ParleyError } from '../errors/errors.ts';
 import { createDatabase, isConnectionLost, markNotReached, markOutcomeUnknown, neverReachedServer, type Database, type DatabaseHealth, type DatabaseOptions, type Queryable } from './database.ts';
 import { createBreaker, type Breaker } from './breaker.ts';
 import { noteFailure } from './failures.ts';
+import { listen } from './listen.ts';
 
 /**
  * Whether a statement whose connection was lost mid-way may simply run again on the new primary:
@@ -328,6 +329,16 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
       ownWrites.delete(key);
       ownWrites.set(key, Date.now());
       if (ownWrites.size > ownWritesMax) ownWrites.delete(ownWrites.keys().next().value!);
+    },
+    listen(channel, onNotification, onSubscribed) {
+      return listen({
+        channel,
+        onNotification,
+        onSubscribed,
+        primaryUrl: () => (topology.primary === undefined ? undefined : states.get(topology.primary)?.url),
+        connectTimeoutMs: options.connectTimeoutMs,
+        applicationName: `${options.applicationName ?? 'parley'}-listen`,
+      });
     },
     health(): DatabaseHealth {
       const now = Date.now();
