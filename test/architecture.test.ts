@@ -47,7 +47,7 @@ const amendments: Record<string, readonly string[]> = {
 };
 
 /** Files that must stay pure besides every *-core.ts: DESIGN.md's decide() and ARCHITECTURE.md's list. */
-const PURE = new Set<string>(['src/failover/decide.ts', 'src/api/rate-limit.ts', 'src/chat/cursor.ts']);
+const PURE = new Set<string>(['src/failover/decide.ts', 'src/api/rate-limit.ts', 'src/chat/cursor.ts', 'src/data/breaker.ts', 'src/monitor/evaluate.ts', 'src/alerting/escalation.ts']);
 
 const sharedLeaf = 'errors';
 
