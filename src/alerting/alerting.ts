@@ -170,9 +170,9 @@ export async function createAlerting(options: AlertingOptions): Promise<Alerting
     if (shutdown.signal.aborted) throw new Error(`Cannot ${action}: alerting is closed`);
   }
 
-  /** Runs escalation for one record at `now`, records its decision and queues its deliveries. */
-  function decide(record: AlertRecord, now: number): { report: StepReport; entries: OutboxEntry[] } {
-    const result = escalate(record.alert, {
+  /** What the pure core says of one record at `now`. */
+  function escalateAt(record: AlertRecord, now: number) {
+    return escalate(record.alert, {
       policy: policyFor(record.alert, config.policies),
       rota: config.rota,
       channels: channelNames,
@@ -180,6 +180,11 @@ export async function createAlerting(options: AlertingOptions): Promise<Alerting
       state: record.escalation,
       now,
     });
+  }
+
+  /** Runs escalation for one record at `now`, records its decision and queues its deliveries. */
+  function decide(record: AlertRecord, now: number): { report: StepReport; entries: OutboxEntry[] } {
+    const result = escalateAt(record, now);
     const report = { alertId: record.alert.id, notified: result.notify, reason: result.reason };
     if (result.notify.length === 0) return { report, entries: [] };
     record.escalation = recordNotifications(record.escalation, result.notify, now);
@@ -412,14 +417,7 @@ export async function createAlerting(options: AlertingOptions): Promise<Alerting
     return Object.values(state.alerts)
       .sort((a, b) => Number(a.alert.status === 'resolved') - Number(b.alert.status === 'resolved') || b.escalation.sinceMs - a.escalation.sinceMs)
       .map((record) => {
-        const next = escalate(record.alert, {
-          policy: policyFor(record.alert, config.policies),
-          rota: config.rota,
-          channels: channelNames,
-          acks: record.ack ? { [record.alert.id]: record.ack } : {},
-          state: record.escalation,
-          now,
-        }).nextAt;
+        const next = escalateAt(record, now).nextAt;
         return {
           alert: { ...record.alert },
           ...(record.ack ? { ack: { ...record.ack } } : {}),
