@@ -207,7 +207,7 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
     const eligible = readers.map((name) => states.get(name)!).filter((s) => s.lsn !== null && s.lsn >= needed! && !s.breaker.isOpen(now));
     if (eligible.length === 0) return undefined;
     // Spread readers over the standbys, the same reader on the same standby (its reads stay monotonic).
-    return eligible[hash(key ?? String(Math.random())) % eligible.length];
+    return eligible[key === undefined ? Math.floor(Math.random() * eligible.length) : hash(key) % eligible.length];
   }
 
   /**
@@ -320,10 +320,7 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
       return onPrimary((db) => db.transaction(fn));
     },
     reads(key?: string): Database {
-      return {
-        ...routed,
-        query: <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => onReader(key, (db) => db.query<R>(text, values, name)),
-      };
+      return key === undefined ? anyReader : readerView(key);
     },
     wrote(key: string) {
       ownWrites.delete(key);
@@ -365,6 +362,12 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
       }
     },
   };
+  /** The routed database whose `query` reads on behalf of `key` (transactions stay on the primary). */
+  function readerView(key: string | undefined): Database {
+    return { ...routed, query: <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => onReader(key, (db) => db.query<R>(text, values, name)) };
+  }
+  // Reads on behalf of nobody in particular (session lookups): one view for all of them.
+  const anyReader = readerView(undefined);
   return routed;
 }
 
