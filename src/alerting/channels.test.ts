@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { SMTPServer } from 'smtp-server';
 import { alertmanagerPayload, createSender, emailMessage } from './channels.ts';
 import { alertingConfigSchema } from './config-schema.ts';
 import { alertmanagerV4Schema, createSmtpReceiver, startHttpReceiver, type HttpReceiver, type SmtpReceiver } from './receivers-testing.ts';
@@ -98,6 +99,42 @@ test('the email channel delivers through a real SMTP server', async () => {
   assert.match(mail.raw, /Subject: \[CRITICAL\] FIRING: ReplicationStopped on node2/);
   const { text } = emailMessage(notice);
   assert.match(text, /Acknowledge \(stops the escalation\):\n.*\/ack\?person=alice/);
+});
+
+test('the email channel logs in with smtp.user and smtp.password (API.md\'s keys)', async () => {
+  // Proves `password` reaches the SMTP server's AUTH: a relay that requires a login accepts the page.
+  const logins: { username: string; password: string }[] = [];
+  const relay = new SMTPServer({
+    allowInsecureAuth: true, // no TLS on 127.0.0.1 in a test; nodemailer sends AUTH PLAIN in the clear
+    disabledCommands: ['STARTTLS'],
+    authMethods: ['PLAIN', 'LOGIN'],
+    logger: false,
+    onAuth(auth, _session, callback) {
+      logins.push({ username: auth.username ?? '', password: auth.password ?? '' });
+      if (auth.username === 'parley' && auth.password === 's3cret') callback(null, { user: 'parley' });
+      else callback(new Error('535 bad login'));
+    },
+    onData(stream, _session, callback) {
+      stream.resume().on('end', () => callback());
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    relay.server.once('error', reject);
+    relay.listen(0, '127.0.0.1', () => resolve());
+  });
+  try {
+    const { port } = relay.server.address() as { port: number };
+    const mail = (password: string) =>
+      createSender(channel({ name: 'mail', type: 'email', smtp: { host: '127.0.0.1', port, user: 'parley', password }, from: 'parley@localhost', to: ['alice@localhost'] }), { timeoutMs: 2000 });
+    await mail('s3cret').send(notice, signal);
+    await assert.rejects(mail('wrong').send(notice, signal), /535|auth/i);
+    assert.deepEqual(logins, [
+      { username: 'parley', password: 's3cret' },
+      { username: 'parley', password: 'wrong' },
+    ]);
+  } finally {
+    await new Promise<void>((resolve) => relay.close(() => resolve()));
+  }
 });
 
 test('the command channel gives the notice as JSON on stdin to a real program', async () => {

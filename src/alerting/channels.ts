@@ -176,7 +176,7 @@ async function sendEmail(channel: Extract<ChannelConfig, { type: 'email' }>, tim
     host: smtp.host,
     port: smtp.port,
     secure: smtp.secure,
-    ...(smtp.user !== undefined ? { auth: { user: smtp.user, pass: smtp.pass ?? '' } } : {}),
+    ...(smtp.user !== undefined ? { auth: { user: smtp.user, pass: smtp.password ?? '' } } : {}),
     // nodemailer takes no AbortSignal: its own timeouts bound the socket, and abort closes it.
     connectionTimeout: timeoutMs,
     greetingTimeout: timeoutMs,

@@ -2,19 +2,11 @@
 // in front of us) hands it over, the notice a channel renders, and the journal entries every step
 // leaves behind. Types and constants only, so the pure escalation core and the I/O shell share them.
 
-/** Every severity, loudest first. */
-export const severities = ['critical', 'warning', 'info'] as const;
+// The constants are config/'s, since the configuration's schema names them (severities of a
+// policy, escalation targets, handoff weekdays); they are re-exported so alerting/ reads them here.
+import type { Severity } from '../config/config.ts';
 
-/** How loud an alert is; only `critical` must reach two independent channels (invariant 10). */
-export type Severity = (typeof severities)[number];
-
-/** The escalation target meaning "whoever the rota puts on call now". */
-export const ON_CALL = 'on-call';
-/** The escalation target meaning "whoever takes the shift after the current one" (the backup). */
-export const NEXT_ON_CALL = 'next-on-call';
-
-/** Days of the week in `Date.getUTCDay()` order, as the rota's handoff names them. */
-export const weekdays = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
+export { NEXT_ON_CALL, ON_CALL, severities, weekdays, type Severity } from '../config/config.ts';
 
 /** Whether the condition behind an alert still holds. */
 export type AlertStatus = 'firing' | 'resolved';

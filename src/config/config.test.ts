@@ -66,6 +66,38 @@ test('environment overrides file values and names the variable when unparsable',
   );
 });
 
+test('every alerting key can be overridden from the environment, strings taken as they are', () => {
+  // Proves the env walk reaches the nested alerting section (lists as JSON, numbers as YAML), that
+  // string keys are not reinterpreted (a secret of digits, a time like 09:00), and that no two keys
+  // share a variable.
+  const keys = configKeys();
+  for (const key of ['alerting.channels', 'alerting.delivery.timeoutMs', 'alerting.rota.handoff.at', 'alerting.heartbeat.url', 'alerting.ackSecret', 'alerting.externalUrl']) {
+    assert.ok(keys.includes(key), key);
+  }
+  assert.equal(new Set(keys.map(envName)).size, keys.length);
+  const config = loadConfig({
+    env: {
+      PARLEY_ALERTING_CHANNELS: '[{"name":"mail","type":"email","smtp":{"host":"127.0.0.1","port":2525,"user":"parley","password":"s3cret"},"to":["oncall@localhost"]},{"name":"hook","type":"webhook","url":"http://127.0.0.1:9099/"}]',
+      PARLEY_ALERTING_DELIVERY_TIMEOUT_MS: '2000',
+      PARLEY_ALERTING_ROTA_HANDOFF_AT: '09:00',
+      PARLEY_ALERTING_ROTA_SINCE: '2024-06-03T09:00:00Z',
+      PARLEY_ALERTING_ACK_SECRET: '1234567890123456789',
+      PARLEY_ALERTING_HEARTBEAT_URL: 'https://deadman.example.org/parley',
+    },
+  });
+  const [mail] = config.alerting.channels;
+  assert.equal(mail?.type === 'email' ? mail.smtp.password : undefined, 's3cret');
+  assert.equal(config.alerting.delivery.timeoutMs, 2000);
+  assert.equal(config.alerting.rota.handoff.at, '09:00');
+  assert.equal(config.alerting.rota.since, '2024-06-03T09:00:00Z');
+  assert.equal(config.alerting.ackSecret, '1234567890123456789');
+  assert.equal(config.alerting.heartbeat.url, 'https://deadman.example.org/parley');
+  assert.throws(
+    () => loadConfig({ env: { PARLEY_ALERTING_DELIVERY_RETRIES: 'many' } }),
+    (error: unknown) => isParleyError(error) && /alerting\.delivery\.retries/.test(error.message),
+  );
+});
+
 test('a file that is not YAML or not a mapping is reported with its name', () => {
   const dir = mkdtempSync(join(tmpdir(), 'parley-config-'));
   const bad = join(dir, 'bad.yaml');

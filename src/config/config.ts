@@ -8,12 +8,32 @@ import { configSchema, type Config, type ConfigInput } from './schema.ts';
 
 export { configSchema, type Config, type ConfigInput } from './schema.ts';
 export { lintConfig, type Finding } from './lint.ts';
+export {
+  alertingConfigSchema,
+  channelSchema,
+  NEXT_ON_CALL,
+  ON_CALL,
+  severities,
+  weekdays,
+  type AlertingConfig,
+  type AlertingConfigInput,
+  type ChannelConfig,
+  type DeliveryConfig,
+  type PolicyConfig,
+  type RotaConfig,
+  type Severity,
+} from './alerting-schema.ts';
 
 /** Every leaf key of the schema as a dotted path, e.g. `cluster.leaseTtlMs`. */
 export function configKeys(): string[] {
-  const keys: string[] = [];
-  walk(configSchema, [], keys);
-  return keys;
+  return leaves().map((leaf) => leaf.key);
+}
+
+/** Every leaf of the schema: its dotted key and whether its value is a string. */
+function leaves(): { key: string; isString: boolean }[] {
+  const out: { key: string; isString: boolean }[] = [];
+  walk(configSchema, [], out);
+  return out;
 }
 
 function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
@@ -31,13 +51,13 @@ function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
   return current;
 }
 
-function walk(schema: z.core.$ZodType, path: string[], out: string[]): void {
+function walk(schema: z.core.$ZodType, path: string[], out: { key: string; isString: boolean }[]): void {
   const inner = unwrap(schema);
   const def = inner._zod.def as { type: string; shape?: Record<string, z.core.$ZodType> };
   if (def.type === 'object' && def.shape) {
     for (const [key, child] of Object.entries(def.shape)) walk(child, [...path, key], out);
   } else {
-    out.push(path.join('.'));
+    out.push({ key: path.join('.'), isString: def.type === 'string' });
   }
 }
 
@@ -56,15 +76,19 @@ export function envName(key: string): string {
 export function envOverrides(env: NodeJS.ProcessEnv): { values: Record<string, unknown>; problems: string[] } {
   const values: Record<string, unknown> = {};
   const problems: string[] = [];
-  for (const key of configKeys()) {
+  for (const { key, isString } of leaves()) {
     const raw = env[envName(key)];
     if (raw === undefined || raw === '') continue;
-    let value: unknown;
-    try {
-      value = parseYaml(raw);
-    } catch {
-      problems.push(`${envName(key)}: cannot parse "${raw}"`);
-      continue;
+    // A string key takes the variable as it is: read as YAML, a secret of digits would become a
+    // number and one with ": " or a leading "*" a mapping or an error.
+    let value: unknown = raw;
+    if (!isString) {
+      try {
+        value = parseYaml(raw);
+      } catch {
+        problems.push(`${envName(key)}: cannot parse "${raw}"`);
+        continue;
+      }
     }
     setPath(values, key.split('.'), value);
   }

@@ -27,7 +27,8 @@ export function lintConfig(config: Config): Finding[] {
     warn('cluster.nodes', 'two nodes: ANY 1 of a single standby, so writes stop whenever that standby is down (3 nodes tolerate one)');
   }
   if (alerting.channels.length === 0) {
-    warn('alerting.channels', 'no alerting channel: nobody is told when replication stops or a failover stalls');
+    // Not an error (`npm start` needs no file), so it has to be loud: this is the postmortem's silence.
+    warn('alerting.channels', 'no alerting channel: ALERTING IS OFF, nobody is told when replication stops or a failover stalls; configure two independent channels (docs/alerting.md)');
   } else if (alerting.channels.length === 1) {
     warn('alerting.channels', `one alerting channel (${alerting.channels[0]!.name}): if it fails silently, on-call hears nothing; configure two independent ones`);
   }
