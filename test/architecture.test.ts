@@ -17,7 +17,7 @@ import ts from 'typescript';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-const everything = ['config', 'postgres', 'failover', 'data', 'chat', 'api', 'monitor', 'alerting', 'incidents', 'drills', 'cli', 'supervisor'];
+const everything = ['config', 'postgres', 'failover', 'data', 'chat', 'api', 'monitor', 'alerting', 'incidents', 'ops', 'drills', 'cli', 'supervisor'];
 
 /** DESIGN.md's table: folder → the folders it may import. errors/ may be imported by all. */
 const allowed: Record<string, readonly string[]> = {
@@ -34,7 +34,9 @@ const allowed: Record<string, readonly string[]> = {
   drills: everything,
   cli: everything,
   // Not in DESIGN.md's table: `parley up` and the commands that act on it.
-  supervisor: ['config', 'postgres', 'data', 'api', 'failover'],
+  supervisor: ['config', 'postgres', 'data', 'api', 'failover', 'ops'],
+  // Not in DESIGN.md's table: the ops process of its "Processes" tree (monitor → alerting → incidents).
+  ops: ['config', 'monitor', 'alerting', 'incidents', 'failover'],
 };
 
 /**
@@ -44,6 +46,9 @@ const allowed: Record<string, readonly string[]> = {
  */
 const amendments: Record<string, readonly string[]> = {
   api: ['config'],
+  // The supervisor is the second process that notices a silent ops process and pages through the
+  // configured channels itself (issue 8 point 6): it uses alerting/'s channels for that one alert.
+  supervisor: ['alerting'],
 };
 
 /** Files that must stay pure besides every *-core.ts: DESIGN.md's decide() and ARCHITECTURE.md's list. */
@@ -245,7 +250,7 @@ test('the checker catches each kind of violation it claims to', () => {
     'src/chat/bad.ts:1: imports "../data/migrations.ts"; another folder is imported only through its entry file src/data/data.ts',
     'src/data/bad.ts:1: data/ imports chat/, but DESIGN.md lets data/ import config',
     'src/data/bad.ts:2: data/ imports monitor/, but DESIGN.md lets data/ import config',
-    'src/supervisor/bad.ts:1: supervisor/ imports chat/, but DESIGN.md lets supervisor/ import config, postgres, data, api, failover',
+    'src/supervisor/bad.ts:1: supervisor/ imports chat/, but DESIGN.md lets supervisor/ import config, postgres, data, api, failover, ops, alerting',
     'src/failover/decide.ts:1: pure file imports "node:fs" (pure files import no node:, pg or fastify)',
     'src/failover/decide.ts:2: pure file imports "pg" (pure files import no node:, pg or fastify)',
     'src/failover/decide.ts:3: pure file uses Date.now(); time and randomness come in as arguments',

@@ -20,6 +20,7 @@ export interface StateFile {
   state: string;
   nodes: { name: string; port: number; pid: number | null; agentPid?: number | null; dataDir: string }[];
   appServers: { url: string; port: number; pid: number | null }[];
+  ops?: { pid: number | null; url: string | null };
 }
 
 /** Every pid a test has seen; the `after` hooks make sure none survives. */
@@ -80,6 +81,7 @@ export function remember(state: StateFile): void {
   seenPids.add(state.pid);
   for (const part of [...state.nodes, ...state.appServers]) if (part.pid) seenPids.add(part.pid);
   for (const node of state.nodes) if (node.agentPid) seenPids.add(node.agentPid);
+  if (state.ops?.pid) seenPids.add(state.ops.pid);
 }
 
 /** A running `parley up` child and its output so far. */
@@ -89,10 +91,11 @@ export interface Up {
   exited: Promise<number | null>;
 }
 
-export function startUp(dir: string, port: number, pgPort: number, env: NodeJS.ProcessEnv = {}): Up {
-  const child = spawn(process.execPath, [bin, 'up', '--dir', dir, '--port', String(port)], {
+export function startUp(dir: string, port: number, pgPort: number, env: NodeJS.ProcessEnv = {}, args: string[] = []): Up {
+  const child = spawn(process.execPath, [bin, 'up', '--dir', dir, '--port', String(port), ...args], {
     cwd: repo,
-    env: { ...process.env, PARLEY_POSTGRES_BASE_PORT: String(pgPort), ...env },
+    // Tests run side by side: the ops process takes a free port instead of 9187.
+    env: { ...process.env, PARLEY_POSTGRES_BASE_PORT: String(pgPort), PARLEY_OPS_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   supervisors.add(child);

@@ -68,7 +68,7 @@ describe('parley up, one state directory through its life', () => {
   it('refuses a second up on the same DIR with one line', async () => {
     // Proves two supervisors never share a state directory.
     assert.ok(first, 'needs the running up of the first test');
-    const second = await cli(['up', '--dir', dir, '--port', String(await freePort())], { PARLEY_POSTGRES_BASE_PORT: String(await freePortRun(3)) });
+    const second = await cli(['up', '--dir', dir, '--port', String(await freePort())], { PARLEY_POSTGRES_BASE_PORT: String(await freePortRun(3)), PARLEY_OPS_PORT: '0' });
     assert.equal(second.code, 1);
     assert.match(second.stderr, /^parley: Parley is already running in .* \(supervisor pid \d+\)/);
     assert.equal(second.stderr.trim().split('\n').length, 1);
@@ -171,7 +171,7 @@ test('up refuses a busy port with one line naming it, and starts nothing', async
     blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)),
   );
   try {
-    const result = await cli(['up', '--dir', dir, '--port', String(port)], { PARLEY_POSTGRES_BASE_PORT: String(await freePortRun(3)) });
+    const result = await cli(['up', '--dir', dir, '--port', String(port)], { PARLEY_POSTGRES_BASE_PORT: String(await freePortRun(3)), PARLEY_OPS_PORT: '0' });
     assert.equal(result.code, 1);
     assert.match(result.stderr, new RegExp(`^parley: port ${port} on 127\\.0\\.0\\.1 is already in use, needed for app server 1`));
     assert.equal(result.stderr.trim().split('\n').length, 1);

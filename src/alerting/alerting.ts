@@ -14,6 +14,7 @@
 // resumes from the file: pages decided but not delivered are retried, pages delivered are not
 // decided again.
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { z } from 'zod';
 import { ParleyError } from '../errors/errors.ts';
 import { ackLink, verifyAck, type SignedAck } from './ack.ts';
@@ -28,6 +29,7 @@ import { severities, type Ack, type Alert, type AlertingJournal, type Notice, ty
 export { alertingConfigSchema, checkAlertingConfig, type AlertingConfig, type AlertingConfigInput } from './config-schema.ts';
 export { ackLink, parseAckLink, verifyAck, type SignedAck } from './ack.ts';
 export { alertmanagerPayload, type AlertmanagerWebhook } from './channels.ts';
+export { sendFallback } from './fallback.ts';
 export type { Ack, Alert, AlertingEvent, AlertingJournal, Severity } from './types.ts';
 
 /** Resolved episodes kept for `list()` after they are fully delivered. */
@@ -141,6 +143,9 @@ export async function createAlerting(options: AlertingOptions): Promise<Alerting
   /** Abort controllers of page deliveries in progress, per alert, so an ack stops their retries. */
   const pageRounds = new Map<string, Set<AbortController>>();
   const shutdown = new AbortController();
+  // Every delivery round in progress listens here (one per alert and notice being delivered, so a
+  // few dozen alerts with a channel down pass Node's default of 10 and warn of a leak that is none).
+  setMaxListeners(0, shutdown.signal);
 
   const journal: AlertingJournal = (event) => {
     try {

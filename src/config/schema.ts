@@ -1,37 +1,10 @@
 // The one schema for every Parley setting. Every key has a default, so an empty file (or none)
 // is a valid configuration; unknown keys are errors. Units go last in names (`leaseTtlMs`).
 import { z } from 'zod';
+import { alertingConfigSchema } from './alerting-schema.ts';
 
 const port = z.number().int().min(1).max(65535);
 const host = z.string().min(1);
-
-const smtp = z.strictObject({
-  host: host.default('127.0.0.1'),
-  port: port.default(25),
-  secure: z.boolean().default(false),
-  user: z.string().optional(),
-  password: z.string().optional(),
-});
-
-const channel = z.discriminatedUnion('type', [
-  z.strictObject({
-    name: z.string().min(1),
-    type: z.literal('email'),
-    smtp: smtp.default({ host: '127.0.0.1', port: 25, secure: false }),
-    from: z.string().min(3),
-    to: z.array(z.string().min(3)).min(1),
-  }),
-  z.strictObject({
-    name: z.string().min(1),
-    type: z.literal('webhook'),
-    url: z.url(),
-  }),
-  z.strictObject({
-    name: z.string().min(1),
-    type: z.literal('command'),
-    command: z.array(z.string().min(1)).min(1),
-  }),
-]);
 
 /** The whole configuration. `z.input` of it is what a file may say; `Config` is what code sees. */
 export const configSchema = z
@@ -120,9 +93,20 @@ export const configSchema = z
         recoverTimeoutMs: z.number().int().min(1000).max(3_600_000).default(120_000),
       })
       .prefault({}),
-    alerting: z
+    /** Channels, delivery, rota, policies, heartbeat, acknowledgement links (alerting-schema.ts). */
+    alerting: alertingConfigSchema,
+    ops: z
       .strictObject({
-        channels: z.array(channel).default([]),
+        /** Where the ops process serves /metrics and the ops API (deploy/prometheus scrapes 9187). */
+        host: host.default('127.0.0.1'),
+        /** 0 picks a free port (DIR/ops.json says which). */
+        port: z.number().int().min(0).max(65535).default(9187),
+        /** How often the ops process samples the cluster and evaluates the alert rules. */
+        sampleIntervalMs: z.number().int().min(200).max(60_000).default(1000),
+        /** The alert rules file; empty means the shipped src/monitor/rules.yaml. */
+        rulesFile: z.string().default(''),
+        /** The supervisor raises the fallback alert when the ops process has not answered, or not run alerting, for this long. */
+        silentAfterMs: z.number().int().min(2000).max(600_000).default(15_000),
       })
       .prefault({}),
     log: z
@@ -162,13 +146,8 @@ export const configSchema = z
         message: `must not exceed maintenance.maxTtlMs (${config.maintenance.maxTtlMs})`,
       });
     }
-    const names = new Set<string>();
-    config.alerting.channels.forEach((c, i) => {
-      if (names.has(c.name)) {
-        ctx.addIssue({ code: 'custom', path: ['alerting', 'channels', i, 'name'], message: `duplicate channel name "${c.name}"` });
-      }
-      names.add(c.name);
-    });
+    // Alerting's cross-references (duplicate names, targets that name nothing, the two-channel
+    // rule) need the escalation core, so alerting/'s checkAlertingConfig finds them, not this schema.
     const lastPort = config.http.port + config.app.servers - 1;
     const pgPorts = [config.postgres.basePort, config.postgres.basePort + config.cluster.nodes - 1];
     if (lastPort >= pgPorts[0]! && config.http.port <= pgPorts[1]!) {

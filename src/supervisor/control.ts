@@ -5,6 +5,7 @@ import { ParleyError } from '../errors/errors.ts';
 import { probeReplication, runningPid, stopStrayServer, type ReplicationProbe } from '../postgres/postgres.ts';
 import { createLocalLeaseClient, leaseKeys } from '../failover/failover.ts';
 import { waitForExit } from './processes.ts';
+import { firingAlerts } from './alerts.ts';
 import type { AppServerStatus, ClusterStatus, NodeStatus } from './status-core.ts';
 import { isAlive, readJson, readSecrets, readState, statePaths, type LeaseFile, type NodeRecord, type Secrets, type SupervisorState } from './state.ts';
 
@@ -46,6 +47,15 @@ export async function stopRunning(options: { dir: string; out?: (line: string) =
     );
   }
   // The supervisor stops its children before it exits; this only catches one that escaped it.
+  const opsPid = state.ops?.pid ?? null;
+  if (opsPid !== null && isAlive(opsPid)) {
+    out(`the ops process (pid ${opsPid}) outlived the supervisor; stopping it`);
+    try {
+      process.kill(opsPid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
   for (const app of state.appServers) {
     if (app.pid !== null && isAlive(app.pid)) {
       out(`app server on port ${app.port} (pid ${app.pid}) outlived the supervisor; stopping it`);
@@ -123,7 +133,8 @@ export async function readStatus(options: { dir: string }): Promise<ClusterStatu
     lease,
     nodes,
     appServers,
-    alerts: [],
+    // Firing alerts from the ops process; empty when it cannot be asked (its own alert says why).
+    alerts: (await firingAlerts(options.dir)) ?? [],
     supervisor: { pid: state.pid, startedAt: state.startedAt, dir: state.dir, state: state.state },
   };
 }

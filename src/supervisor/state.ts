@@ -22,6 +22,17 @@ export interface StatePaths {
   clusterFile: string;
   /** Append-only journal of every agent decision and action (JSON lines). */
   journalFile: string;
+  /** URL, token and pid of the running ops process (mode 0600), read by `parley alerts` and app servers. */
+  opsFile: string;
+  /** The ops process's saved state: alert states, escalations, acknowledgements. */
+  opsDir: string;
+}
+
+/** What DIR/ops.json holds. */
+export interface OpsFile {
+  url: string;
+  token: string;
+  pid: number;
 }
 
 /** The paths of a state directory, made absolute so child processes and messages agree. */
@@ -37,6 +48,8 @@ export function statePaths(dir: string): StatePaths {
     leaseRecordFile: join(abs, 'lease-record.json'),
     clusterFile: join(abs, 'cluster.json'),
     journalFile: join(abs, 'journal.jsonl'),
+    opsFile: join(abs, 'ops.json'),
+    opsDir: join(abs, 'ops'),
   };
 }
 
@@ -120,6 +133,8 @@ export interface SupervisorState {
   state: 'starting' | 'up' | 'stopping';
   nodes: NodeRecord[];
   appServers: AppServerRecord[];
+  /** The ops process (monitor → alerting); absent in files written before it existed. */
+  ops?: { pid: number | null; url: string | null };
 }
 
 /** Reads DIR/supervisor.json, or undefined when there is none. */

@@ -40,8 +40,8 @@ export interface ClusterStatus {
   lease: { holder: string; expiresAt: string; active: boolean } | null;
   nodes: NodeStatus[];
   appServers: AppServerStatus[];
-  /** Firing alerts; always empty until alerting exists. */
-  alerts: unknown[];
+  /** Firing alerts as `parley alerts --json` lists them (docs/cli.md); empty when the ops process cannot be asked. */
+  alerts: { id: string; name: string; severity: string; node: string | null; summary: string; startsAt: string | null }[];
   supervisor: { pid: number; startedAt: string; dir: string; state: 'starting' | 'up' | 'stopping' };
 }
 
@@ -78,7 +78,8 @@ export function formatStatus(status: ClusterStatus): string {
     '',
     ...table([['APP SERVER', 'PID', 'STATE'], ...status.appServers.map((app) => [app.url, dash(app.pid), app.state])]),
     '',
-    `alerts: ${status.alerts.length === 0 ? 'none' : status.alerts.length}`,
+    status.alerts.length === 0 ? 'alerts: none firing' : `alerts firing (${status.alerts.length}):`,
+    ...status.alerts.map((a) => `  ${a.severity} ${a.name}${a.node ? ` (${a.node})` : ''}: ${a.summary}`),
   ];
   return lines.join('\n');
 }

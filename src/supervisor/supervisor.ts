@@ -11,3 +11,5 @@ export { runAgentProcess } from './agent-process.ts';
 export { parseDuration, runMaintenance, startMaintenance, stopMaintenance } from './maintenance.ts';
 export { runSwitchover, switchoverRefusal } from './switchover.ts';
 export { runManualFailover } from './manual-failover.ts';
+export { ackAlert, firingAlerts, formatAlerts, readAlerts, type AlertListing } from './alerts.ts';
+export { runOpsProcess } from './ops-process.ts';

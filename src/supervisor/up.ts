@@ -26,6 +26,8 @@ import {
   type ServerHandle,
 } from '../postgres/postgres.ts';
 import type { ReadyMessage } from './app-server.ts';
+import { sendFallback } from '../alerting/alerting.ts';
+import type { OpsReadyMessage } from './ops-process.ts';
 import { assertPortFree, assertReachable, bounded, StopRequested, stopChild, waitForExit } from './processes.ts';
 import { decideRestart } from './restart-core.ts';
 import {
@@ -97,6 +99,22 @@ interface AppChild {
   restartTimer: NodeJS.Timeout | undefined;
 }
 
+interface OpsChild {
+  logFile: string;
+  url: string | undefined;
+  child: ChildProcess | undefined;
+  exited: Promise<void> | undefined;
+  ready: Promise<string> | undefined;
+  startedAtMs: number;
+  crashes: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  watchTimer: NodeJS.Timeout | undefined;
+  /** Since when the ops process has been silent (no answer, or alerting not ticking), or null. */
+  silentSinceMs: number | null;
+  /** The fallback alert went out for the current silence. */
+  fallbackSent: boolean;
+}
+
 interface Run {
   paths: StatePaths;
   config: Config;
@@ -109,6 +127,7 @@ interface Run {
   secrets: Secrets | undefined;
   nodes: NodeChild[];
   apps: AppChild[];
+  ops: OpsChild | undefined;
   lease: LocalLeaseServer | undefined;
   leaseClient: LeaseStore | undefined;
   leaseTimer: NodeJS.Timeout | undefined;
@@ -139,6 +158,7 @@ export async function runUp(options: UpOptions): Promise<number> {
     secrets: undefined,
     nodes: [],
     apps: [],
+    ops: undefined,
     lease: undefined,
     leaseClient: undefined,
     leaseTimer: undefined,
@@ -345,6 +365,152 @@ async function start(run: Run, stale: SupervisorState | undefined): Promise<void
     );
     out(`app server ${app.index}: ready at ${url}`);
   }
+
+  // The ops process: sampling, alert rules, paging. Started last, so it samples a running system.
+  run.ops = {
+    logFile: join(paths.logsDir, 'ops.log'),
+    url: undefined,
+    child: undefined,
+    exited: undefined,
+    ready: undefined,
+    startedAtMs: 0,
+    crashes: 0,
+    restartTimer: undefined,
+    watchTimer: undefined,
+    silentSinceMs: null,
+    fallbackSent: false,
+  };
+  spawnOps(run, run.ops);
+  const opsUrl = await bounded(
+    run.ops.ready!,
+    appReadyTimeoutMs,
+    () => new ParleyError('internal', `the ops process did not report ready within ${appReadyTimeoutMs / 1000} s; see ${run.ops?.logFile}`),
+    run.stop.signal,
+  );
+  out(`ops: sampling every ${config.ops.sampleIntervalMs} ms; /metrics and the ops API at ${opsUrl}${config.alerting.channels.length > 0 ? `; paging through ${config.alerting.channels.map((c) => c.name).join(', ')}` : '; no alerting channel configured (parley alerts lists alerts)'}`);
+  watchOps(run, run.ops);
+}
+
+function spawnOps(run: Run, ops: OpsChild): void {
+  const args = [binScript, 'ops', '--dir', run.paths.dir];
+  if (run.configFile) args.push('--config', run.configFile);
+  const log = openSync(ops.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, args, { env: { ...process.env, ...overrideEnv(run) }, stdio: ['ignore', log, log, 'ipc'], detached: true });
+  } finally {
+    closeSync(log);
+  }
+  ops.child = child;
+  ops.startedAtMs = Date.now();
+  ops.exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  ops.ready = new Promise<string>((resolve, reject) => {
+    child.on('message', (message: Partial<OpsReadyMessage>) => {
+      if (message?.type !== 'ops-ready' || typeof message.url !== 'string') return;
+      const again = ops.url !== undefined;
+      ops.url = message.url;
+      resolve(message.url);
+      persist(run);
+      if (again && run.phase === 'up') run.out(`ops: ready again at ${message.url} (pid ${child.pid})`);
+    });
+    child.once('exit', (code, signal) => reject(new ParleyError('internal', `the ops process exited (${signal ? `signal ${signal}` : `code ${code}`}) before it was ready: ${logTail(ops.logFile)}`)));
+  });
+  ops.ready.catch(() => undefined);
+  child.on('error', (error) => run.out(`ops: ${error.message}`));
+  child.once('exit', (code, signal) => {
+    if (ops.child !== child) return;
+    ops.child = undefined;
+    persist(run);
+    if (run.phase === 'stopping' || run.stop.signal.aborted) return;
+    const why = signal ? `signal ${signal}` : `code ${code}`;
+    const decision = decideRestart(ops.crashes, Date.now() - ops.startedAtMs);
+    ops.crashes = decision.crashes;
+    if (decision.action === 'give-up') {
+      // Parley keeps serving messages; the watch below raises the fallback alert.
+      run.out(`ops: exited ${decision.crashes} times in a row (${why}); giving up on it (see ${ops.logFile})`);
+      return;
+    }
+    run.out(`ops: exited (${why}); restarting in ${decision.delayMs} ms (crash ${decision.crashes} in a row)`);
+    ops.restartTimer = setTimeout(() => {
+      ops.restartTimer = undefined;
+      if (!run.stop.signal.aborted) spawnOps(run, ops);
+      persist(run);
+    }, decision.delayMs);
+  });
+}
+
+/**
+ * The second process of issue 8 point 6: the supervisor asks the ops process every second whether
+ * it runs alerting. Silent for `ops.silentAfterMs` (no answer — killed, frozen, hung — or an answer
+ * whose last alerting tick is that old) → a critical alert straight through every configured
+ * channel; answering again → its resolution. Journaled either way.
+ */
+function watchOps(run: Run, ops: OpsChild): void {
+  const { silentAfterMs } = run.config.ops;
+  const check = async (): Promise<void> => {
+    const now = Date.now();
+    let alive = false;
+    if (ops.url) {
+      try {
+        const response = await fetch(`${ops.url}/healthz`, { signal: AbortSignal.timeout(2000) });
+        const body = (await response.json()) as { lastAlertingTickAt?: string | null };
+        const tick = body.lastAlertingTickAt ? Date.parse(body.lastAlertingTickAt) : ops.startedAtMs;
+        alive = response.ok && now - tick < silentAfterMs;
+      } catch {
+        alive = false;
+      }
+    }
+    if (alive) {
+      if (ops.fallbackSent) void fallback(run, 'resolved', now);
+      ops.silentSinceMs = null;
+      ops.fallbackSent = false;
+    } else {
+      ops.silentSinceMs ??= now;
+      if (!ops.fallbackSent && now - ops.silentSinceMs >= silentAfterMs) {
+        ops.fallbackSent = true;
+        void fallback(run, 'firing', ops.silentSinceMs);
+      }
+    }
+    if (!run.stop.signal.aborted && run.phase !== 'stopping') ops.watchTimer = setTimeout(() => void check(), 1000);
+  };
+  ops.watchTimer = setTimeout(() => void check(), 1000);
+}
+
+async function fallback(run: Run, status: 'firing' | 'resolved', sinceMs: number): Promise<void> {
+  const { alerting } = run.config;
+  const summary =
+    status === 'firing'
+      ? `the ops process (monitoring and alerting) has been silent since ${new Date(sinceMs).toISOString()}: no alert can reach anyone until it is back; see ${run.ops?.logFile}`
+      : 'the ops process answers again; monitoring and alerting are back';
+  run.out(`ops: ${status === 'firing' ? 'silent' : 'back'}: ${summary}`);
+  const journal = (entry: Record<string, unknown>): void => {
+    try {
+      appendFileSync(run.paths.journalFile, `${JSON.stringify({ at: new Date().toISOString(), kind: 'supervisor', ...entry })}
+`);
+    } catch {
+      // the journal is a record, not a gate
+    }
+  };
+  journal({ event: `fallback alert ${status}`, name: 'AlertingSilent', summary });
+  if (alerting.channels.length === 0) return;
+  const results = await sendFallback(
+    alerting,
+    {
+      id: `AlertingSilent-${sinceMs}`,
+      name: 'AlertingSilent',
+      severity: 'critical',
+      node: 'ops',
+      summary,
+      startsAt: new Date(sinceMs).toISOString(),
+      ...(status === 'resolved' ? { endsAt: new Date().toISOString() } : {}),
+      status,
+      labels: { source: 'supervisor' },
+    },
+    { journal: (attempt) => journal({ event: 'fallback delivery attempt', ...attempt }) },
+  ).catch((error: unknown) => [{ channel: '*', ok: false, attempts: 0, error: (error as Error).message }]);
+  for (const result of results) {
+    run.out(`ops: fallback alert ${status} via ${result.channel}: ${result.ok ? 'delivered' : `failed after ${result.attempts} attempt(s): ${result.error ?? ''}`}`);
+  }
 }
 
 /** The holder of a running term whose agent publishes it as a running primary. */
@@ -392,6 +558,15 @@ function watchLease(run: Run): void {
 /** Stops what a supervisor killed with -9 left behind: app servers that have not exited yet. */
 async function cleanUpAfter(run: Run, stale: SupervisorState): Promise<void> {
   run.out(`found the state of a supervisor (pid ${stale.pid}) that did not stop cleanly; cleaning up after it`);
+  const strayOps = stale.ops?.pid ?? null;
+  if (strayOps !== null && isAlive(strayOps) && commandLineIncludes(strayOps, 'ops')) {
+    run.out(`stopping a stray ops process (pid ${strayOps})`);
+    try {
+      process.kill(strayOps, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
   for (const app of stale.appServers) {
     if (app.pid === null || !isAlive(app.pid) || !commandLineIncludes(app.pid, 'app-server')) continue;
     run.out(`stopping a stray app server (pid ${app.pid}) on port ${app.port}`);
@@ -564,9 +739,19 @@ async function stopAll(run: Run): Promise<void> {
   run.phase = 'stopping';
   persist(run);
   clearTimeout(run.leaseTimer);
-  for (const part of [...run.apps, ...run.nodes]) {
+  for (const part of [...run.apps, ...run.nodes, ...(run.ops ? [run.ops] : [])]) {
     clearTimeout(part.restartTimer);
     part.restartTimer = undefined;
+  }
+  // The ops process first: a planned stop must not page anyone.
+  if (run.ops) {
+    clearTimeout(run.ops.watchTimer);
+    const { child, exited } = run.ops;
+    if (child && exited) {
+      await stopChild(child, exited, appStopGraceMs);
+      run.out('ops: stopped');
+    }
+    rmSync(run.paths.opsFile, { force: true });
   }
   await Promise.all(
     run.apps.map(async (app) => {
@@ -602,6 +787,7 @@ function snapshot(run: Run): SupervisorState {
     state: run.phase,
     nodes: run.nodes.map((node) => ({ name: node.name, port: node.port, pid: runningPid(node.dataDir) ?? null, agentPid: node.child?.pid ?? null, dataDir: node.dataDir })),
     appServers: run.apps.map((app) => ({ url: app.url, port: app.port, pid: app.child?.pid ?? null })),
+    ops: run.ops ? { pid: run.ops.child?.pid ?? null, url: run.ops.url ?? null } : undefined,
   };
 }
 
