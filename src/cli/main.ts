@@ -220,8 +220,9 @@ export function buildProgram(): Command {
     .description('acknowledge an alert: its escalation stops; journaled with who and when')
     .argument('<id>', 'the alert id (parley alerts shows it)')
     .option('--by <name>', 'who acknowledges (default: your OS user)')
-    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
-    .action(async (id: string, options: { by?: string; dir: string }) => {
+    .action(async (id: string, _options: unknown, command: Command) => {
+      // --dir is the parent's option (parley alerts [--dir DIR] ack ID), wherever it is written.
+      const options = command.optsWithGlobals<{ by?: string; dir: string }>();
       const by = options.by ?? process.env.SUDO_USER ?? process.env.USER ?? 'operator';
       const done = await ackAlert({ dir: options.dir, id, by });
       say(done.already ? `${id} was already acknowledged by ${done.by} at ${done.at}` : `${id} acknowledged by ${done.by} at ${done.at}; escalation stopped`);

@@ -117,6 +117,14 @@ function problem(reply: FastifyReply, code: ErrorCode, detail: string): FastifyR
   return reply.code(status).type('application/problem+json').send({ type: `https://parley.invalid/problems/${code}`, title: errorTitles[code], status, detail, code });
 }
 
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function page(message: string, body = ''): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Parley alert</title></head><body><p>${message}</p>${body}</body></html>\n`;
+}
+
 /** Starts sampling, evaluating and serving; resolves once the ops API listens. */
 export async function startOps(options: OpsOptions): Promise<Ops> {
   const log = options.log ?? ((line: string) => void process.stdout.write(`${line}\n`));
@@ -283,23 +291,34 @@ export async function startOps(options: OpsOptions): Promise<Ops> {
     return { sample: latest ?? null, series: history.since(Date.now() - minutes * 60_000), alerts: listAlerts().filter((a) => a.status === 'firing') };
   });
   app.get('/v1/ops/alerts', async () => ({ alerts: listAlerts() }));
+  // Acknowledgement: with a signed link's query (person, expires, signature) the signature is the
+  // authority; otherwise the ops token (an operator through an app server, or `parley alerts ack`).
   app.post<{ Params: { id: string }; Body: { by?: unknown } | undefined }>('/v1/ops/alerts/:id/ack', async (request, reply) => {
+    if (request.url.includes('signature=')) {
+      const signed = parseAckLink(`http://link${request.url}`);
+      if (!signed) throw new ParleyError('validation_failed', 'This acknowledgement link is incomplete; open the link from the page as it was sent');
+      const report = await alerting.ackWithLink(signed);
+      return reply
+        .code(200)
+        .type('text/html; charset=utf-8')
+        .send(page(escapeHtml(report.already ? `Alert ${report.alertId} was already acknowledged by ${report.ack.by}.` : `Acknowledged ${report.alertId} as ${report.ack.by}; escalation stopped.`)));
+    }
     requireToken(request.headers.authorization);
     const by = typeof request.body?.by === 'string' && request.body.by.trim() !== '' ? request.body.by.trim().slice(0, 200) : 'operator';
+    // alerting/ journals the ack (kind `alerting-ack`: who, when, how).
     const report = await alerting.ack(request.params.id, by);
-    journal({ kind: 'ack', id: report.alertId, by: report.ack.by, already: report.already });
     return reply.code(200).send({ id: report.alertId, by: report.ack.by, at: iso(report.ack.atMs), already: report.already });
   });
-  // The signed link of a page: the signature is the authority, so no token.
+  // Opening a signed link only shows a button: mail scanners open links, and a GET that
+  // acknowledged would silence pages nobody read. The button POSTs the same URL.
   app.get<{ Params: { id: string } }>('/v1/ops/alerts/:id/ack', async (request, reply) => {
     const signed = parseAckLink(`http://link${request.url}`);
     if (!signed) throw new ParleyError('validation_failed', 'This acknowledgement link is incomplete; open the link from the page as it was sent');
-    const report = await alerting.ackWithLink(signed);
-    journal({ kind: 'ack', id: report.alertId, by: report.ack.by, already: report.already, via: 'signed link' });
+    const action = escapeHtml(request.url);
     return reply
       .code(200)
-      .type('text/plain; charset=utf-8')
-      .send(report.already ? `Alert ${report.alertId} was already acknowledged by ${report.ack.by}.\n` : `Acknowledged ${report.alertId} as ${report.ack.by}; escalation stopped.\n`);
+      .type('text/html; charset=utf-8')
+      .send(page(`Acknowledge alert ${escapeHtml(signed.alertId)} as ${escapeHtml(signed.person)}?`, `<form method="post" action="${action}"><button type="submit">Acknowledge</button></form>`));
   });
   app.post('/v1/ops/alertmanager', async (request) => {
     requireToken(request.headers.authorization);

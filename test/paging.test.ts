@@ -1,0 +1,167 @@
+// Proves issue 8 end to end on a real three-node cluster under `parley up --config FILE` with an
+// email channel (a real SMTP server, smtp-server) and a webhook channel (a real HTTP receiver):
+// a frozen WAL receiver pages on both, the webhook body is a valid Alertmanager v4 payload with
+// status firing; `parley alerts ack` stops escalation and is journaled; the resolution reaches
+// both; with the SMTP server stopped the webhook still gets the page and the email follows once
+// the server is back; the ops process killed with -9 is restarted and neither loses nor repeats
+// the page it had sent; the ops process frozen makes the supervisor page AlertingSilent itself.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { alertmanagerV4Schema, createSmtpReceiver, startHttpReceiver, type HttpReceiver, type SmtpReceiver } from '../src/alerting/receivers-testing.ts';
+import { freePort } from '../src/postgres/postgres.ts';
+import { cleanUp, cli, freePortRun, makeDir, readStateFile, sleep, startUp, waitUntil, waitUp, type Up } from './harness.ts';
+import { clusterHealthy, clusterStatus, readJournal } from './cluster.ts';
+import { startWriter } from './writer.ts';
+
+interface Payload {
+  status: string;
+  alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }>;
+}
+
+function childOf(postmasterPid: number, kind: string): number {
+  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+  for (const pid of children) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) return pid;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  throw new Error(`no ${kind} process under postmaster ${postmasterPid}`);
+}
+
+describe('paging through two channels from a running cluster', () => {
+  let dir = '';
+  let url = '';
+  let up: Up;
+  let smtp: SmtpReceiver;
+  let hook: HttpReceiver;
+
+  const pages = (name: string, node: string, status: string): Payload[] =>
+    hook.items
+      .map((r) => r.body as Payload)
+      .filter((b) => b.alerts.some((a) => a.labels.alertname === name && a.labels.node === node && a.status === status));
+  const mails = (name: string, node: string): number => smtp.items.filter((m) => m.raw.includes(name) && m.raw.includes(node)).length;
+  const ops = (): { url: string; pid: number } => JSON.parse(readFileSync(join(dir, 'ops.json'), 'utf8')) as { url: string; pid: number };
+  const listed = async (): Promise<Array<{ id: string; name: string; node: string | null; status: string; ack: { by: string } | null }>> =>
+    ((await (await fetch(`${ops().url}/v1/ops/alerts`, { signal: AbortSignal.timeout(5000) })).json()) as { alerts: [] }).alerts;
+
+  before(async () => {
+    smtp = await createSmtpReceiver();
+    await smtp.start();
+    hook = await startHttpReceiver();
+    const base = makeDir();
+    const configFile = join(base, 'parley.yaml');
+    // API.md's keys: an email channel and a webhook channel, both on 127.0.0.1.
+    writeFileSync(
+      configFile,
+      [
+        'alerting:',
+        '  channels:',
+        `    - { name: mail, type: email, smtp: { host: 127.0.0.1, port: ${smtp.port} }, from: parley@localhost, to: [oncall@localhost] }`,
+        `    - { name: hook, type: webhook, url: "${hook.url}/alerts" }`,
+        '  delivery: { backoffMs: 200, maxBackoffMs: 1000 }',
+        '',
+      ].join('\n'),
+    );
+    dir = join(base, 'state');
+    const port = await freePort();
+    up = startUp(dir, port, await freePortRun(3), { PARLEY_CLUSTER_NODES: '3', PARLEY_HTTP_RATE_LIMIT_PER_MINUTE: '1000000', PARLEY_OPS_SILENT_AFTER_MS: '4000' }, ['--config', configFile]);
+    await waitUp(up, dir);
+    url = `http://127.0.0.1:${port}`;
+    await waitUntil('healthy', () => clusterHealthy(dir), 60_000);
+  });
+
+  after(async () => {
+    await cleanUp();
+    await hook?.close();
+    await smtp?.stop();
+  });
+
+  test('a frozen WAL receiver pages on both channels; ack stops escalation; the resolution reaches both', async () => {
+    const writer = await startWriter(url);
+    await writer.waitForAcks(10, 30_000);
+    const s = await clusterStatus(dir);
+    const node = s.nodes.find((n) => n.role === 'standby')!;
+    const receiver = childOf(node.pid!, 'walreceiver');
+    process.kill(receiver, 'SIGSTOP');
+    try {
+      await waitUntil('the webhook gets ReplicationStopped firing', () => pages('ReplicationStopped', node.name, 'firing').length > 0, 30_000);
+      const body = pages('ReplicationStopped', node.name, 'firing')[0]!;
+      alertmanagerV4Schema.parse(body);
+      assert.equal(body.status, 'firing');
+      const alert = body.alerts.find((a) => a.labels.alertname === 'ReplicationStopped')!;
+      assert.equal(alert.labels.severity, 'critical');
+      assert.match(alert.annotations.summary!, new RegExp(`^${node.name} is not replicating`));
+      await waitUntil('the email arrives too', () => mails('ReplicationStopped', node.name) > 0, 30_000);
+      const id = (await listed()).find((a) => a.name === 'ReplicationStopped' && a.node === node.name && a.status === 'firing')!.id;
+      const acked = await cli(['alerts', 'ack', id, '--by', 'alice', '--dir', dir]);
+      assert.equal(acked.code, 0, acked.stderr);
+      assert.match(acked.stdout, /acknowledged by alice/);
+      assert.equal((await listed()).find((a) => a.id === id)!.ack?.by, 'alice');
+      assert.ok(readJournal(dir).some((e) => e.kind === 'alerting-ack' && e.alertId === id && e.by === 'alice'), 'the ack is journaled with who');
+      const again = await cli(['alerts', 'ack', 'no-such-alert', '--dir', dir]);
+      assert.equal(again.code, 1);
+      assert.equal(again.stderr.trim().split('\n').length, 1, again.stderr);
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+    }
+    await waitUntil('the resolution reaches the webhook', () => pages('ReplicationStopped', node.name, 'resolved').length > 0, 30_000);
+    await waitUntil('and the mailbox', () => smtp.items.some((m) => /resolved/i.test(m.raw) && m.raw.includes('ReplicationStopped')), 30_000);
+    await writer.stop();
+  });
+
+  test('with the SMTP server stopped the webhook still gets the page; the email follows once it is back', async (t) => {
+    await waitUntil('healthy', () => clusterHealthy(dir), 60_000);
+    await smtp.stop();
+    const s = await clusterStatus(dir);
+    const node = s.nodes.filter((n) => n.role === 'standby')[1]!;
+    const mailsBefore = mails('ReplicationStopped', node.name);
+    const pagesBefore = pages('ReplicationStopped', node.name, 'firing').length;
+    const receiver = childOf(node.pid!, 'walreceiver');
+    process.kill(receiver, 'SIGSTOP');
+    try {
+      await waitUntil('the webhook gets the page', () => pages('ReplicationStopped', node.name, 'firing').length > pagesBefore, 30_000);
+      const firing = (await listed()).find((a) => a.name === 'ReplicationStopped' && a.node === node.name && a.status === 'firing');
+      assert.ok(firing);
+      t.diagnostic('webhook delivered while SMTP was down');
+      assert.equal(mails('ReplicationStopped', node.name), mailsBefore, 'no email while the server is down');
+      await smtp.start();
+      await waitUntil('the email is retried until the server is back', () => mails('ReplicationStopped', node.name) > mailsBefore, 60_000);
+      // The ops process killed with -9: the supervisor restarts it; the page it sent is not sent again.
+      const opsPid = ops().pid;
+      const pagesSoFar = pages('ReplicationStopped', node.name, 'firing').length;
+      process.kill(opsPid, 'SIGKILL');
+      await waitUntil('the ops process is back', () => {
+        try {
+          return ops().pid !== opsPid;
+        } catch {
+          return false;
+        }
+      }, 30_000);
+      await waitUntil('it lists the firing alert again', async () => (await listed()).some((a) => a.id === firing.id && a.status === 'firing'), 30_000);
+      await sleep(5000);
+      assert.equal(pages('ReplicationStopped', node.name, 'firing').length, pagesSoFar, 'no second page after the restart');
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+    }
+    await waitUntil('resolved', () => pages('ReplicationStopped', node.name, 'resolved').length > 0, 30_000);
+  });
+
+  test('a frozen ops process makes the supervisor page AlertingSilent on both channels', async () => {
+    const opsPid = ops().pid;
+    assert.equal(readStateFile(dir)?.ops?.pid, opsPid);
+    process.kill(opsPid, 'SIGSTOP');
+    try {
+      await waitUntil('AlertingSilent at the webhook', () => pages('AlertingSilent', 'ops', 'firing').length > 0, 30_000);
+      await waitUntil('AlertingSilent by email', () => mails('AlertingSilent', 'ops') > 0, 30_000);
+      assert.match(up.output(), /ops: silent/);
+    } finally {
+      process.kill(opsPid, 'SIGCONT');
+    }
+    await waitUntil('its resolution once ops answers again', () => pages('AlertingSilent', 'ops', 'resolved').length > 0, 30_000);
+    assert.ok(readJournal(dir).some((e) => e.kind === 'supervisor' && e.event === 'fallback alert firing'));
+  });
+});
