@@ -150,6 +150,43 @@ describe('paging through two channels from a running cluster', () => {
     await waitUntil('resolved', () => pages('ReplicationStopped', node.name, 'resolved').length > 0, 30_000);
   });
 
+  test('operators read the cluster and the alerts through the app server; others get 401 or 403', async () => {
+    const call = async (path: string, init: { method?: string; token?: string; body?: unknown } = {}) => {
+      const response = await fetch(`${url}${path}`, {
+        method: init.method ?? 'GET',
+        headers: { ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(init.token ? { authorization: `Bearer ${init.token}` } : {}) },
+        body: init.body === undefined ? undefined : JSON.stringify(init.body),
+        signal: AbortSignal.timeout(10_000),
+      });
+      return { status: response.status, type: response.headers.get('content-type') ?? '', body: (await response.json().catch(() => undefined)) as any };
+    };
+    const signIn = async (username: string) => {
+      await call('/v1/accounts', { method: 'POST', body: { username, password: 'long-enough' } });
+      return (await call('/v1/sessions', { method: 'POST', body: { username, password: 'long-enough' } })).body.token as string;
+    };
+    const plain = await signIn('plainuser');
+    const operator = await signIn('opsuser');
+    const granted = await cli(['operator', 'add', 'opsuser', '--dir', dir]);
+    assert.equal(granted.code, 0, granted.stderr);
+    assert.equal((await call('/v1/ops/alerts')).status, 401);
+    const forbidden = await call('/v1/ops/alerts', { token: plain });
+    assert.equal(forbidden.status, 403);
+    assert.match(forbidden.type, /application\/problem\+json/);
+    const alerts = await call('/v1/ops/alerts', { token: operator });
+    assert.equal(alerts.status, 200);
+    const resolved = alerts.body.alerts.find((a: { name: string; status: string }) => a.name === 'ReplicationStopped' && a.status === 'resolved');
+    assert.ok(resolved, 'the earlier episodes are listed');
+    const cluster = await call('/v1/ops/cluster?minutes=1', { token: operator });
+    assert.equal(cluster.status, 200);
+    assert.equal(cluster.body.sample.nodes.length, 3);
+    // The ops process was restarted by the test before (history is in memory): at most a minute of it.
+    assert.ok(cluster.body.series.length >= 1 && cluster.body.series.length <= 61, `samples of the last minute: ${cluster.body.series.length}`);
+    assert.equal((await call(`/v1/ops/alerts/${resolved.id}/ack`, { method: 'POST', token: plain })).status, 403);
+    const acked = await call(`/v1/ops/alerts/${resolved.id}/ack`, { method: 'POST', token: operator });
+    assert.equal(acked.status, 200);
+    assert.ok(acked.body.by === 'opsuser' || acked.body.already === true, JSON.stringify(acked.body));
+  });
+
   test('a frozen ops process makes the supervisor page AlertingSilent on both channels', async () => {
     const opsPid = ops().pid;
     assert.equal(readStateFile(dir)?.ops?.pid, opsPid);

@@ -7,6 +7,7 @@ import { createDatabase, type Database } from '../data/data.ts';
 import { buildApp } from './app.ts';
 
 export { buildApp, type AppOptions } from './app.ts';
+export type { OpsLocation } from './ops-routes.ts';
 export { openApiDocument } from './routes.ts';
 
 /** A listening app server. */
@@ -24,6 +25,8 @@ export async function startAppServer(options: {
   port: number;
   host?: string;
   logger?: Logger;
+  /** Where the ops process answers, for the /v1/ops/* views (parley up: DIR/ops.json). */
+  ops?: () => { url: string; token: string } | undefined;
 }): Promise<AppServer> {
   const { config } = options;
   const logger = options.logger ?? pino({ level: config.log.level, base: { part: 'app', port: options.port } });
@@ -45,6 +48,7 @@ export async function startAppServer(options: {
     bodyLimitBytes: config.http.bodyLimitBytes,
     rateLimitPerMinute: config.http.rateLimitPerMinute,
     stream: config.websocket,
+    ...(options.ops ? { ops: options.ops } : {}),
   });
   const host = options.host ?? config.http.host;
   try {

@@ -9,6 +9,7 @@ import { createMetrics, type Metrics } from './metrics.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { openApiDocument, registerRoutes } from './routes.ts';
 import { chatRoutes } from './chat-routes.ts';
+import { opsRoutes, type OpsLocation } from './ops-routes.ts';
 import { attachStream, type StreamOptions } from './stream.ts';
 import { registerWebClient } from './web.ts';
 
@@ -16,6 +17,8 @@ import { registerWebClient } from './web.ts';
 export interface AppOptions {
   chat: Chat;
   db: Database;
+  /** Where the ops process answers (DIR/ops.json), for the /v1/ops/* views; absent: they answer 503. */
+  ops?: () => OpsLocation | undefined;
   logger: Logger;
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
@@ -128,7 +131,17 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     }
   });
 
-  const routes = chatRoutes({ chat: options.chat, db: options.db, metrics });
+  const routes = [
+    ...chatRoutes({ chat: options.chat, db: options.db, metrics }),
+    ...opsRoutes({
+      locate: options.ops ?? (() => undefined),
+      authenticateOperator: async (request) => {
+        const { caller } = await authenticate(request);
+        if (!caller.isOperator) throw new ParleyError('forbidden', 'This needs the operator role (parley operator add USERNAME)');
+        return caller;
+      },
+    }),
+  ];
   registerRoutes(app, routes, authenticate);
   const document = openApiDocument(routes, options.version ?? '0.1.0');
   app.get('/v1/openapi.json', async () => document);
@@ -137,6 +150,9 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     metrics.pool.set({ state: 'total' }, stats.total);
     metrics.pool.set({ state: 'idle' }, stats.idle);
     metrics.pool.set({ state: 'waiting' }, stats.waiting);
+    metrics.readPoolMember.reset();
+    const routed = options.db as Partial<{ readPool(): string[] }>;
+    for (const node of routed.readPool?.() ?? []) metrics.readPoolMember.set({ node }, 1);
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

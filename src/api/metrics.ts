@@ -39,6 +39,12 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    readPoolMember: new Gauge({
+      name: 'parley_read_pool_member',
+      help: 'Standbys this app server sends reads to now (1); the ops process reads it for StandbyOutOfReadPool',
+      labelNames: ['node'] as const,
+      registers: [registry],
+    }),
     pool: new Gauge({
       name: 'parley_db_pool_connections',
       help: 'Database pool connections by state',

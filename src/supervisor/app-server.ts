@@ -3,7 +3,7 @@
 // supervisor killed with -9 leaves no app server behind.
 import { startAppServer, type AppServer } from '../api/api.ts';
 import { loadConfig } from '../config/config.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Config } from '../config/config.ts';
 import { appDatabaseName, appRoleName, createRoutedDatabase, databaseUrl as makeUrl, type RoutedDatabase } from '../data/data.ts';
 import { ParleyError } from '../errors/errors.ts';
@@ -57,8 +57,16 @@ export async function runAppServer(options: { dir: string; port: number; configF
     if (!process.connected) stop('supervisor gone');
   }
 
+  // The ops process's address, read on every call: it may have restarted on another port.
+  const ops = (): { url: string; token: string } | undefined => {
+    try {
+      return JSON.parse(readFileSync(paths.opsFile, 'utf8')) as { url: string; token: string };
+    } catch {
+      return undefined;
+    }
+  };
   server = follow
-    ? await startAppServer({ config, database: follow.database, port: options.port, host: config.http.host })
+    ? await startAppServer({ config, database: follow.database, port: options.port, host: config.http.host, ops })
     : await startAppServer({ config, databaseUrl, port: options.port, host: config.http.host });
   if (follow) {
     const closeServer = server.close;
