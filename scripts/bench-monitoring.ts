@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { findPgBinaries, freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, freePortRun, makeDir, startUp, waitUntil, waitUp } from '../test/harness.ts';
-import { clusterHealthy, clusterStatus } from '../test/cluster.ts';
+import { clusterHealthy, clusterStatus, postmasterChild } from '../test/cluster.ts';
 import { startWriter } from '../test/writer.ts';
 import { writeReport } from './bench/report.ts';
 import { median } from './bench/stats.ts';
@@ -58,17 +58,6 @@ interface Received {
   body: { version: string; status: string; alerts: Array<{ status: string; labels: Record<string, string>; startsAt: string }> };
 }
 
-function childOf(postmasterPid: number, kind: string): number {
-  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  for (const pid of children) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) return pid;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  throw new Error(`no ${kind} process under postmaster ${postmasterPid}`);
-}
 
 interface Round {
   node: string;
@@ -123,7 +112,7 @@ async function main(): Promise<void> {
     const s = await clusterStatus(dir);
     const standbys = s.nodes.filter((n) => n.role === 'standby');
     const node = standbys[(i - 1) % standbys.length]!;
-    const walReceiver = childOf(node.pid!, 'walreceiver');
+    const walReceiver = postmasterChild(node.pid!, 'walreceiver');
     const seenBefore = received.length;
     const frozenAt = Date.now();
     process.kill(walReceiver, 'SIGSTOP');

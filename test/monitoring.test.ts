@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cleanUp, cli, sleep, waitUntil, withParleyDatabase, type Up } from './harness.ts';
-import { clusterHealthy, clusterStatus, readJournal, startCluster } from './cluster.ts';
+import { clusterHealthy, clusterStatus, postmasterChild, readJournal, startCluster } from './cluster.ts';
 import { startWriter } from './writer.ts';
 
 after(cleanUp);
@@ -25,18 +25,6 @@ interface Listed {
   endsAt: string | null;
 }
 
-/** The postmaster's child whose command line names `kind` (walreceiver, startup, …). */
-function childOf(postmasterPid: number, kind: string): number {
-  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  for (const pid of children) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) return pid;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  throw new Error(`no ${kind} process under postmaster ${postmasterPid}`);
-}
 
 describe('monitoring on a three-node cluster', () => {
   let dir = '';
@@ -76,7 +64,7 @@ describe('monitoring on a three-node cluster', () => {
     await writer.waitForAcks(10, 30_000);
     const s = await clusterStatus(dir);
     const standby = s.nodes.find((n) => n.role === 'standby')!;
-    const receiver = childOf(standby.pid!, 'walreceiver');
+    const receiver = postmasterChild(standby.pid!, 'walreceiver');
     process.kill(receiver, 'SIGSTOP');
     const frozenAt = Date.now();
     let alert: Listed | undefined;

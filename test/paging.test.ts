@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { alertmanagerV4Schema, createSmtpReceiver, startHttpReceiver, type HttpReceiver, type SmtpReceiver } from '../src/alerting/receivers-testing.ts';
 import { freePort } from '../src/postgres/postgres.ts';
 import { cleanUp, cli, freePortRun, makeDir, readStateFile, sleep, startUp, waitUntil, waitUp, type Up } from './harness.ts';
-import { clusterHealthy, clusterStatus, readJournal } from './cluster.ts';
+import { clusterHealthy, clusterStatus, postmasterChild, readJournal } from './cluster.ts';
 import { startWriter } from './writer.ts';
 
 interface Payload {
@@ -20,17 +20,6 @@ interface Payload {
   alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }>;
 }
 
-function childOf(postmasterPid: number, kind: string): number {
-  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  for (const pid of children) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) return pid;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  throw new Error(`no ${kind} process under postmaster ${postmasterPid}`);
-}
 
 describe('paging through two channels from a running cluster', () => {
   let dir = '';
@@ -85,7 +74,7 @@ describe('paging through two channels from a running cluster', () => {
     await writer.waitForAcks(10, 30_000);
     const s = await clusterStatus(dir);
     const node = s.nodes.find((n) => n.role === 'standby')!;
-    const receiver = childOf(node.pid!, 'walreceiver');
+    const receiver = postmasterChild(node.pid!, 'walreceiver');
     process.kill(receiver, 'SIGSTOP');
     try {
       await waitUntil('the webhook gets ReplicationStopped firing', () => pages('ReplicationStopped', node.name, 'firing').length > 0, 30_000);
@@ -120,7 +109,7 @@ describe('paging through two channels from a running cluster', () => {
     const node = s.nodes.filter((n) => n.role === 'standby')[1]!;
     const mailsBefore = mails('ReplicationStopped', node.name);
     const pagesBefore = pages('ReplicationStopped', node.name, 'firing').length;
-    const receiver = childOf(node.pid!, 'walreceiver');
+    const receiver = postmasterChild(node.pid!, 'walreceiver');
     process.kill(receiver, 'SIGSTOP');
     try {
       await waitUntil('the webhook gets the page', () => pages('ReplicationStopped', node.name, 'firing').length > pagesBefore, 30_000);
