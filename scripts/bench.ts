@@ -4,6 +4,8 @@
 //   1. HTTP send throughput against pgbench's single-row insert on the same PostgreSQL node
 //   2. send → receive latency over WebSocket at half of the throughput measured in 1
 //   3. RSS of one app server holding idle authenticated WebSockets
+//   4. overload: 2× the rate of 1 offered open-loop as sends, reads and typing — what is shed, how
+//      fast the accepted sends still are (its own block in docs/benchmarks.md)
 //
 // Everything runs on 127.0.0.1: a durable throwaway PostgreSQL, app servers as their own processes
 // (`node bin/parley.js app-server`), pgbench, WebSocket client processes. Each is bounded in time
@@ -16,6 +18,10 @@
 //   --client-processes N  processes holding those sockets (default 4)
 //   --accounts N          accounts (default 100); sockets share their tokens
 //   --pool-size N         the app server's database pool (PARLEY_DATA_POOL_SIZE; default: the config's)
+//   --only overload       only what step 4 needs: the closed-loop send maximum of 1, then 4; rewrites
+//                         the overload block alone (about a minute). Run it as
+//                         `node --import tsx scripts/bench.ts --only overload`: `npm run bench -- …`
+//                         hands its arguments to the last command of the script, bench-failover.ts.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,10 +34,11 @@ import { createCleanup, sleep } from './bench/cleanup.ts';
 import { createHttpClient } from './bench/http-client.ts';
 import { measureIdleSockets } from './bench/idle-sockets.ts';
 import { runOpenLoop } from './bench/latency.ts';
+import { runOverload, type OverloadResult } from './bench/overload.ts';
 import { describeMachine } from './bench/machine.ts';
 import { createGroups, createHotGroup, createUsers } from './bench/population.ts';
 import { startCpuMeter, type CpuSplit } from './bench/procfs.ts';
-import { disturbedCores, renderBlock, writeReport, type BenchRun, type Outcome } from './bench/report.ts';
+import { disturbedCores, overloadMarkers, renderBlock, renderOverloadBlock, writeReport, type BenchRun, type Outcome } from './bench/report.ts';
 import { readStatements, resetStatements } from './bench/statements.ts';
 import { startAppProcess, startDatabase } from './bench/system.ts';
 import { runClosedLoop, runPgbench } from './bench/throughput.ts';
@@ -48,6 +55,10 @@ const serverFdsSpare = 200;
 const receiversPerConversation = 2;
 // Time for the latency run's last deliveries to arrive after the last send.
 const drainMs = 5_000;
+// The overload step offers this many times the measured maximum (issue 6).
+const overloadFactor = 2;
+// Connections of the overload generator: enough that requests do not queue inside the generator.
+const overloadSocketsMax = 1_024;
 // Settle before reading RSS (timers, lazy frees, GC).
 const settleMs = 5_000;
 // A throughput run disturbed by other processes (see disturbedCores) is repeated, up to this many
@@ -135,9 +146,12 @@ async function main(): Promise<number> {
       'client-processes': { type: 'string' },
       accounts: { type: 'string' },
       'pool-size': { type: 'string' },
+      only: { type: 'string' },
     },
     strict: true,
   });
+  if (values.only !== undefined && values.only !== 'overload') throw new Error(`--only takes "overload", got "${values.only}"`);
+  const onlyOverload = values.only === 'overload';
   const seconds = positive('seconds', values.seconds, 10, 120);
   const warmupSeconds = positive('warmup', values.warmup, 2, 60);
   const clients = positive('clients', values.clients, 32, 256);
@@ -148,7 +162,8 @@ async function main(): Promise<number> {
   if (accounts < clients * (1 + receiversPerConversation)) {
     throw new Error(`--accounts must be at least ${clients * (1 + receiversPerConversation)} for ${clients} clients (a sender and ${receiversPerConversation} receivers each)`);
   }
-  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  // What was run, as it can be run again (`npm run bench -- ARGS` would hand ARGS to bench-failover.ts).
+  const command = argv.length === 0 && process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : `node --import tsx scripts/bench.ts${argv.length > 0 ? ` ${argv.join(' ')}` : ''}`;
 
   const cleanup = createCleanup({ deadlineMs: runDeadlineMs, log });
   const { signal } = cleanup;
@@ -191,57 +206,75 @@ async function main(): Promise<number> {
 
     const pgPid = db.server.handle.pid;
     await waitForQuiet(signal);
-    let throughput: BenchRun['throughput'];
+    let throughput: BenchRun['throughput'] = { ok: false, reason: 'not run (--only overload)' };
     let manyRate = 0;
-    try {
-      log(`pgbench: ${warmupSeconds} s warm-up, then ${seconds} s with ${clients} connections`);
-      const pgbenchOptions = { cleanup, pgbench, port: db.server.port, password: db.server.superuserPassword, database: appDatabaseName, clients, threads: Math.min(machine.cores, clients), workDir: stateDir };
-      await runPgbench({ ...pgbenchOptions, seconds: warmupSeconds });
-      // Each attempt gets its own CPU meter and pg_stat_statements reading, so the figures kept
-      // belong to the run kept.
-      const metered = async <T>(label: string, role: string, run: () => Promise<T>, units: (value: T) => number) =>
-        quietest(label, async () => {
-          await resetStatements(db.superuserAppDbUrl);
+    if (onlyOverload) {
+      try {
+        const window = { warmupMs: warmupSeconds * 1000, windowMs: seconds * 1000, signal };
+        const run = await quietest('HTTP, many conversations', async () => {
           const meter = startCpuMeter({ appServer: app.pid, postmaster: pgPid });
-          const value = await run();
-          const cpu = meter();
-          const statements = await readStatements(db.superuserAppDbUrl, role, units(value));
-          return { value: { result: value, statements }, cpu };
+          const value = await runClosedLoop({ client: http, targets: senders.map((s, i) => ({ token: s.token, conversationId: conversations[i]!.id })), ...window });
+          return { value, cpu: meter() };
         });
-      const pgbenchRun = await metered('pgbench', 'postgres', () => runPgbench({ ...pgbenchOptions, seconds }), (r) => r.transactions);
-      const pgbenchResult = pgbenchRun.value.result;
-      const pgbenchStatements = pgbenchRun.value.statements;
-      log(`pgbench: ${pgbenchResult.tps.toFixed(0)} inserts/s`);
+        manyRate = run.value.ratePerSecond;
+        log(`HTTP, ${clients} clients over ${conversations.length} conversations: ${manyRate.toFixed(0)} sends/s, p99 ${run.value.latencyMs.p99.toFixed(1)} ms (the maximum for the overload step)`);
+      } catch (error) {
+        if (signal.aborted) throw error;
+        log(`maximum send rate: not measured: ${failure(error).reason}`);
+      }
+    } else {
+      try {
+        log(`pgbench: ${warmupSeconds} s warm-up, then ${seconds} s with ${clients} connections`);
+        const pgbenchOptions = { cleanup, pgbench, port: db.server.port, password: db.server.superuserPassword, database: appDatabaseName, clients, threads: Math.min(machine.cores, clients), workDir: stateDir };
+        await runPgbench({ ...pgbenchOptions, seconds: warmupSeconds });
+        // Each attempt gets its own CPU meter and pg_stat_statements reading, so the figures kept
+        // belong to the run kept.
+        const metered = async <T>(label: string, role: string, run: () => Promise<T>, units: (value: T) => number) =>
+          quietest(label, async () => {
+            await resetStatements(db.superuserAppDbUrl);
+            const meter = startCpuMeter({ appServer: app.pid, postmaster: pgPid });
+            const value = await run();
+            const cpu = meter();
+            const statements = await readStatements(db.superuserAppDbUrl, role, units(value));
+            return { value: { result: value, statements }, cpu };
+          });
+        const pgbenchRun = await metered('pgbench', 'postgres', () => runPgbench({ ...pgbenchOptions, seconds }), (r) => r.transactions);
+        const pgbenchResult = pgbenchRun.value.result;
+        const pgbenchStatements = pgbenchRun.value.statements;
+        log(`pgbench: ${pgbenchResult.tps.toFixed(0)} inserts/s`);
 
-      const window = { warmupMs: warmupSeconds * 1000, windowMs: seconds * 1000, signal };
-      const manyRun = await metered(
-        'HTTP, many conversations',
-        appRoleName,
-        () => runClosedLoop({ client: http, targets: senders.map((s, i) => ({ token: s.token, conversationId: conversations[i]!.id })), ...window }),
-        (r) => r.sentTotal,
-      );
-      const many = manyRun.value.result;
-      const manyStatements = manyRun.value.statements;
-      manyRate = many.ratePerSecond;
-      log(`HTTP, ${clients} clients over ${conversations.length} conversations: ${many.ratePerSecond.toFixed(0)} sends/s (ratio ${(many.ratePerSecond / pgbenchResult.tps).toFixed(2)}), p99 ${many.latencyMs.p99.toFixed(1)} ms`);
+        const window = { warmupMs: warmupSeconds * 1000, windowMs: seconds * 1000, signal };
+        const manyRun = await metered(
+          'HTTP, many conversations',
+          appRoleName,
+          () => runClosedLoop({ client: http, targets: senders.map((s, i) => ({ token: s.token, conversationId: conversations[i]!.id })), ...window }),
+          (r) => r.sentTotal,
+        );
+        const many = manyRun.value.result;
+        const manyStatements = manyRun.value.statements;
+        manyRate = many.ratePerSecond;
+        log(`HTTP, ${clients} clients over ${conversations.length} conversations: ${many.ratePerSecond.toFixed(0)} sends/s (ratio ${(many.ratePerSecond / pgbenchResult.tps).toFixed(2)}), p99 ${many.latencyMs.p99.toFixed(1)} ms`);
 
-      const hotRun = await metered(
-        'HTTP, hot conversation',
-        appRoleName,
-        () => runClosedLoop({ client: http, targets: senders.map((s) => ({ token: s.token, conversationId: hotId })), ...window }),
-        (r) => r.sentTotal,
-      );
-      const hot = hotRun.value.result;
-      log(`HTTP, ${clients} clients in one hot conversation: ${hot.ratePerSecond.toFixed(0)} sends/s, p99 ${hot.latencyMs.p99.toFixed(1)} ms`);
-      throughput = { ok: true, value: { pgbench: pgbenchResult, many, hot, cpu: { pgbench: pgbenchRun.cpu, many: manyRun.cpu, hot: hotRun.cpu }, attempts: { pgbench: pgbenchRun.attempts, many: manyRun.attempts, hot: hotRun.attempts }, statements: { pgbench: pgbenchStatements, many: manyStatements } } };
-    } catch (error) {
-      if (signal.aborted) throw error;
-      throughput = failure(error);
-      log(`throughput: not measured: ${throughput.reason}`);
+        const hotRun = await metered(
+          'HTTP, hot conversation',
+          appRoleName,
+          () => runClosedLoop({ client: http, targets: senders.map((s) => ({ token: s.token, conversationId: hotId })), ...window }),
+          (r) => r.sentTotal,
+        );
+        const hot = hotRun.value.result;
+        log(`HTTP, ${clients} clients in one hot conversation: ${hot.ratePerSecond.toFixed(0)} sends/s, p99 ${hot.latencyMs.p99.toFixed(1)} ms`);
+        throughput = { ok: true, value: { pgbench: pgbenchResult, many, hot, cpu: { pgbench: pgbenchRun.cpu, many: manyRun.cpu, hot: hotRun.cpu }, attempts: { pgbench: pgbenchRun.attempts, many: manyRun.attempts, hot: hotRun.attempts }, statements: { pgbench: pgbenchStatements, many: manyStatements } } };
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throughput = failure(error);
+        log(`throughput: not measured: ${throughput.reason}`);
+      }
     }
 
     let latency: BenchRun['latency'];
-    if (manyRate > 0) {
+    if (onlyOverload) {
+      latency = { ok: false, reason: 'not run (--only overload)' };
+    } else if (manyRate > 0) {
       try {
         await waitForQuiet(signal);
         const meter = startCpuMeter({ appServer: app.pid, postmaster: pgPid });
@@ -268,8 +301,66 @@ async function main(): Promise<number> {
       latency = { ok: false, reason: 'no throughput figure to take half of (section 1 failed)' };
     }
 
+    let overload: Outcome<{ result: OverloadResult; cpu: CpuSplit }>;
+    if (manyRate > 0) {
+      const overloadHttp = createHttpClient(app.url, { socketsMax: overloadSocketsMax });
+      const closeOverloadHttp = cleanup.add('overload HTTP client', async () => overloadHttp.close());
+      try {
+        await waitForQuiet(signal);
+        const meter = startCpuMeter({ appServer: app.pid, postmaster: pgPid });
+        const result = await runOverload({
+          client: overloadHttp,
+          wsBaseUrl: app.url.replace(/^http/, 'ws'),
+          conversations,
+          maxRatePerSecond: manyRate,
+          factor: overloadFactor,
+          warmupMs: warmupSeconds * 1000,
+          windowMs: seconds * 1000,
+          drainMs,
+          signal,
+          log,
+        });
+        const cpu = meter();
+        overload = { ok: true, value: { result, cpu } };
+        const c = result.classes;
+        log(
+          `overload at ${result.offeredRatePerSecond.toFixed(0)} requests/s: shed sends ${c.send.shed}/${c.send.offered}, reads ${c.read.shed}/${c.read.offered}, typing ${c.typing.shed}/${c.typing.offered}; ` +
+            `accepted sends → receive p99 ${result.sendDeliveryMs.p99.toFixed(1)} ms; longest response ${result.longestResponseMs.toFixed(0)} ms`,
+        );
+      } catch (error) {
+        if (signal.aborted) throw error;
+        overload = failure(error);
+        log(`overload: not measured: ${overload.reason}`);
+      } finally {
+        await closeOverloadHttp();
+      }
+    } else {
+      overload = { ok: false, reason: 'no maximum send rate to take twice (section 1 failed)' };
+    }
+
     http.close();
     await app.stop();
+
+    const overloadRun = (): Parameters<typeof renderOverloadBlock>[0] => ({
+      command,
+      startedAt: new Date(started),
+      runtimeSeconds: (Date.now() - started) / 1000,
+      machine,
+      postgresVersion: db.version,
+      appEnv,
+      poolSize: appConfig.data.poolSize,
+      warmupSeconds,
+      clients,
+      overload,
+      unexpectedExits,
+    });
+    if (onlyOverload) {
+      log('stopping everything');
+      await cleanup.runAll();
+      writeReport(reportFile, renderOverloadBlock(overloadRun()), overloadMarkers);
+      log(`wrote the overload block of ${reportFile} (total runtime ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      return overload.ok ? 0 : 1;
+    }
 
     let idle: Outcome<Awaited<ReturnType<typeof measureIdleSockets>>>;
     try {
@@ -314,8 +405,9 @@ async function main(): Promise<number> {
     await cleanup.runAll();
     run.runtimeSeconds = (Date.now() - started) / 1000;
     writeReport(reportFile, renderBlock(run));
+    writeReport(reportFile, renderOverloadBlock(overloadRun()), overloadMarkers);
     log(`wrote ${reportFile} (total runtime ${run.runtimeSeconds.toFixed(0)} s)`);
-    return throughput.ok && latency.ok && idle.ok ? 0 : 1;
+    return throughput.ok && latency.ok && idle.ok && overload.ok ? 0 : 1;
   } finally {
     await cleanup.runAll();
   }

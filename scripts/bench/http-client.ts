@@ -4,10 +4,11 @@
 // the server and PostgreSQL.
 import http from 'node:http';
 
-/** One answer: the status and the raw body. */
+/** One answer: the status, the raw body and the Retry-After header (if any). */
 export interface HttpAnswer {
   status: number;
   text: string;
+  retryAfter?: string | undefined;
 }
 
 /** A keep-alive client bound to one base URL. */
@@ -36,7 +37,8 @@ export function createHttpClient(baseUrl: string, options: { socketsMax: number;
       const req = http.request({ host: url.hostname, port: url.port, method, path, headers, agent, timeout: requestTimeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        const retryAfter = res.headers['retry-after'];
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter }));
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error(`${method} ${path} took over ${requestTimeoutMs} ms`)));

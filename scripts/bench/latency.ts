@@ -41,6 +41,43 @@ const socketOpenTimeoutMs = 15_000;
 // so the period is subtracted from its figures to leave the delay alone.
 const loopDelayResolutionMs = 2;
 
+/**
+ * The open loop's clock: calls `fire(k, due)` for k = 0 … total − 1 at due = t0 + k × intervalMs,
+ * whatever happened to the earlier ones (late ticks fire every overdue k at once, in order), until
+ * all have fired or `signal` aborts.
+ */
+export function paceOpenLoop(options: { t0: number; intervalMs: number; total: number; signal: AbortSignal; fire: (k: number, due: number) => void }): Promise<void> {
+  const { t0, intervalMs, total, signal, fire } = options;
+  return new Promise<void>((resolve) => {
+    let k = 0;
+    function tick(): void {
+      if (signal.aborted) return resolve();
+      const now = performance.now();
+      while (k < total && t0 + k * intervalMs <= now) {
+        fire(k, t0 + k * intervalMs);
+        k++;
+      }
+      if (k >= total) return resolve();
+      setTimeout(tick, Math.max(0, t0 + k * intervalMs - performance.now()));
+    }
+    tick();
+  });
+}
+
+/** Measures this process's event-loop delay from now; the returned function stops and reports it, ms. */
+export function startLoopDelayMeter(): () => { p50: number; p99: number; max: number } {
+  const loopDelay = monitorEventLoopDelay({ resolution: loopDelayResolutionMs });
+  loopDelay.enable();
+  return () => {
+    loopDelay.disable();
+    return {
+      p50: Math.max(0, loopDelay.percentile(50) / 1e6 - loopDelayResolutionMs),
+      p99: Math.max(0, loopDelay.percentile(99) / 1e6 - loopDelayResolutionMs),
+      max: Math.max(0, loopDelay.max / 1e6 - loopDelayResolutionMs),
+    };
+  };
+}
+
 /** Runs the paced sends and measures delivery to every other member's socket. */
 export async function runOpenLoop(options: {
   client: HttpClient;
@@ -89,7 +126,6 @@ export async function runOpenLoop(options: {
     }
     options.log(`latency: ${sockets.length} receiver sockets open; sending ${options.ratePerSecond.toFixed(0)}/s for ${(options.warmupMs + options.windowMs) / 1000} s (${options.warmupMs / 1000} s warm-up)`);
 
-    const loopDelay = monitorEventLoopDelay({ resolution: loopDelayResolutionMs });
     let inFlight = 0;
     let skipped = 0;
 
@@ -119,24 +155,11 @@ export async function runOpenLoop(options: {
         });
     }
 
-    loopDelay.enable();
+    const loopDelay = startLoopDelayMeter();
     t0 = performance.now();
     windowStart = t0 + options.warmupMs;
     windowEnd = windowStart + options.windowMs;
-    await new Promise<void>((resolve) => {
-      let k = 0;
-      function tick(): void {
-        if (signal.aborted) return resolve();
-        const now = performance.now();
-        while (k < total && t0 + k * intervalMs <= now) {
-          fire(k, t0 + k * intervalMs);
-          k++;
-        }
-        if (k >= total) return resolve();
-        setTimeout(tick, Math.max(0, t0 + k * intervalMs - performance.now()));
-      }
-      tick();
-    });
+    await paceOpenLoop({ t0, intervalMs, total, signal, fire });
     signal.throwIfAborted();
     // Every request has its own timeout in the client, so this wait is bounded too.
     while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
@@ -147,7 +170,7 @@ export async function runOpenLoop(options: {
       return true;
     };
     while (performance.now() < drainUntil && !complete()) await new Promise((r) => setTimeout(r, 50));
-    loopDelay.disable();
+    const generatorLoopDelayMs = loopDelay();
 
     let acknowledged = 0;
     let expected = 0;
@@ -171,11 +194,7 @@ export async function runOpenLoop(options: {
       ackMs: summarise(ackMs),
       errors,
       skipped,
-      generatorLoopDelayMs: {
-        p50: Math.max(0, loopDelay.percentile(50) / 1e6 - loopDelayResolutionMs),
-        p99: Math.max(0, loopDelay.percentile(99) / 1e6 - loopDelayResolutionMs),
-        max: Math.max(0, loopDelay.max / 1e6 - loopDelayResolutionMs),
-      },
+      generatorLoopDelayMs,
     };
   } finally {
     for (const ws of sockets) ws.terminate();

@@ -3,9 +3,9 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Chat } from '../chat/chat.ts';
-import { failureOrigin, type Database } from '../data/data.ts';
+import type { Database, Priority } from '../data/data.ts';
 import { errorTitles, isParleyError, ParleyError, type ErrorCode } from '../errors/errors.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
+import { countError, createMetrics, type Metrics } from './metrics.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { openApiDocument, registerRoutes } from './routes.ts';
 import { chatRoutes } from './chat-routes.ts';
@@ -76,18 +76,13 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   });
   // JSON only: a text/plain body is a 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
-  const metrics = createMetrics();
+  const metrics = createMetrics({ admission: () => options.db.admissionStats() });
   const limiter = createRateLimiter({ perMinute: options.rateLimitPerMinute });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const route = request.routeOptions.url ?? 'unknown';
     if (isParleyError(error)) {
-      const origin = failureOrigin(error);
-      const fromDatabase = error.code === 'storage_unavailable' || error.code === 'overloaded';
-      metrics.errors.inc({ code: error.code, route, dependency: fromDatabase ? 'database' : 'none' });
-      if (fromDatabase) {
-        metrics.databaseErrors.inc({ node: origin?.node ?? 'unknown', pool: origin?.pool ?? 'none', cause: origin?.cause ?? (error.code === 'overloaded' ? 'shed' : 'other') });
-      }
+      countError(metrics, error, route);
       return sendProblem(reply, error.code, error.message, { retryAfterSeconds: error.retryAfterSeconds });
     }
     const mapped = fromFastify(error as FastifyError);
@@ -110,10 +105,10 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     );
   });
 
-  async function authenticate(request: FastifyRequest) {
+  async function authenticate(request: FastifyRequest, priority: Priority) {
     const token = bearerToken(request);
     if (!token) throw new ParleyError('unauthorized', 'Sign in first: send Authorization: Bearer <token>');
-    const caller = await options.chat.authenticate(token);
+    const caller = await options.chat.authenticate(token, { priority });
     const waitSeconds = limiter.take(`account:${caller.id}`, Date.now());
     if (waitSeconds > 0) {
       throw new ParleyError('rate_limited', `Too many requests from this account; retry in ${waitSeconds} s`, { retryAfterSeconds: waitSeconds });
@@ -136,7 +131,7 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
     ...opsRoutes({
       locate: options.ops ?? (() => undefined),
       authenticateOperator: async (request) => {
-        const { caller } = await authenticate(request);
+        const { caller } = await authenticate(request, 'send');
         if (!caller.isOperator) throw new ParleyError('forbidden', 'This needs the operator role (parley operator add USERNAME)');
         return caller;
       },

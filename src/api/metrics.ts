@@ -1,10 +1,49 @@
-// Prometheus metrics of one app server: per-route latency, errors by code, sockets, pool.
+// Prometheus metrics of one app server: per-route latency, errors by code, sockets, pool, admission.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { failureOrigin, priorities, type AdmissionStats } from '../data/data.ts';
+import { isParleyError } from '../errors/errors.ts';
 
-/** The metrics one app server exposes at /metrics. */
-export function createMetrics() {
+/** The metrics one app server exposes at /metrics; `admission` is read at each scrape. */
+export function createMetrics(options: { admission?: () => AdmissionStats } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'parley_' });
+  const admission = options.admission;
+  if (admission) {
+    // The data layer keeps the totals (they include typing frames shed on sockets and fan-out
+    // reads that no HTTP answer reports); these only show them.
+    new Counter({
+      name: 'parley_admission_shed_total',
+      help: 'Database requests shed (answered 503 overloaded without running) by class (send, read, typing) and reason (queue-full, wait-timeout, stalled, standing-queue)',
+      labelNames: ['class', 'reason'] as const,
+      registers: [registry],
+      collect() {
+        const stats = admission();
+        this.reset();
+        for (const p of priorities) for (const [reason, count] of Object.entries(stats.shed[p])) this.inc({ class: p, reason }, count);
+      },
+    });
+    new Counter({
+      name: 'parley_admission_admitted_total',
+      help: 'Database requests admitted to a connection, by class (send, read, typing)',
+      labelNames: ['class'] as const,
+      registers: [registry],
+      collect() {
+        const stats = admission();
+        this.reset();
+        for (const p of priorities) this.inc({ class: p }, stats.admitted[p]);
+      },
+    });
+    new Gauge({
+      name: 'parley_admission_waiting',
+      help: 'Database requests waiting for a connection now, by class',
+      labelNames: ['class'] as const,
+      registers: [registry],
+      collect() {
+        const stats = admission();
+        for (const p of priorities) this.set({ class: p }, stats.waiting[p]);
+      },
+    });
+  }
   return {
     registry,
     httpDuration: new Histogram({
@@ -56,3 +95,18 @@ export function createMetrics() {
 
 /** The metrics object. */
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Counts an answered ParleyError once, wherever it is answered (HTTP or a socket's error frame):
+ * by code and route, and for the database's (`storage_unavailable`, `overloaded`) by node, pool and
+ * cause — a shed request has cause `shed`.
+ */
+export function countError(metrics: Metrics, error: unknown, route: string): void {
+  if (!isParleyError(error)) return;
+  const fromDatabase = error.code === 'storage_unavailable' || error.code === 'overloaded';
+  metrics.errors.inc({ code: error.code, route, dependency: fromDatabase ? 'database' : 'none' });
+  if (fromDatabase) {
+    const origin = failureOrigin(error);
+    metrics.databaseErrors.inc({ node: origin?.node ?? 'unknown', pool: origin?.pool ?? 'none', cause: origin?.cause ?? (error.code === 'overloaded' ? 'shed' : 'other') });
+  }
+}

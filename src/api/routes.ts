@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Caller } from '../chat/chat.ts';
+import type { Priority } from '../data/data.ts';
 import { ParleyError, type ErrorCode } from '../errors/errors.ts';
 import { describeProblems, problemSchema } from './schemas.ts';
 
@@ -30,11 +31,20 @@ export function parsePart<T>(schema: z.ZodType<T> | undefined, value: unknown, w
   return result.data;
 }
 
+/**
+ * The admission class of a route's database work (data/admission-core.ts), its session lookup
+ * included: what changes state (sends, receipts, new conversations, sign-out) is a `send`, what
+ * only reads is a `read` — under overload reads are shed before any write.
+ */
+export function priorityOf(route: Pick<Route, 'method'>): Priority {
+  return route.method === 'GET' ? 'read' : 'send';
+}
+
 /** Registers routes on fastify with validation and authentication. */
 export function registerRoutes(
   app: FastifyInstance,
   routes: readonly Route[],
-  authenticate: (request: FastifyRequest) => Promise<{ caller: Caller; token: string }>,
+  authenticate: (request: FastifyRequest, priority: Priority) => Promise<{ caller: Caller; token: string }>,
 ): void {
   for (const route of routes) {
     app.route({
@@ -44,7 +54,7 @@ export function registerRoutes(
         let caller: Caller | undefined;
         let token: string | undefined;
         if (route.auth !== 'none') {
-          ({ caller, token } = await authenticate(request));
+          ({ caller, token } = await authenticate(request, priorityOf(route)));
           if (route.auth === 'operator' && !caller.isOperator) {
             throw new ParleyError('forbidden', 'This needs the operator role (parley operator add USERNAME)');
           }

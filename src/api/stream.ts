@@ -9,7 +9,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Caller, Chat, ChatEvent } from '../chat/chat.ts';
 import type { DatabaseHealth } from '../data/data.ts';
 import { errorTitles, isParleyError, ParleyError, type ErrorCode } from '../errors/errors.ts';
-import type { Metrics } from './metrics.ts';
+import { countError, type Metrics } from './metrics.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { clientFrame, describeProblems } from './schemas.ts';
 
@@ -33,11 +33,11 @@ const inFlightMax = 64;
 
 type ServerFrame = ChatEvent | { type: 'ack'; clientMessageId: string; message: unknown } | { type: 'error'; clientMessageId?: string; code: ErrorCode; detail: string } | { type: 'status'; state: 'ok' | 'degraded'; detail: string };
 
-function refuse(socket: Duplex, code: ErrorCode, detail: string): void {
+function refuse(socket: Duplex, code: ErrorCode, detail: string, retryAfterSeconds = 2): void {
   const status = new ParleyError(code, detail).status;
   const body = JSON.stringify({ type: `https://parley.invalid/problems/${code}`, title: errorTitles[code], status, detail, code });
   socket.end(
-    `HTTP/1.1 ${status} ${errorTitles[code]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${status === 503 ? 'Retry-After: 2\r\n' : ''}\r\n${body}`,
+    `HTTP/1.1 ${status} ${errorTitles[code]}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${status === 503 ? `Retry-After: ${retryAfterSeconds}\r\n` : ''}\r\n${body}`,
   );
 }
 
@@ -79,10 +79,12 @@ export function attachStream(
     }
     const token = tokenOf(request, url);
     if (!token) return refuse(socket, 'unauthorized', 'Sign in first: pass the token as a bearer header or ?token=');
-    chat.authenticate(token).then(
+    // Connecting is a read: under overload a socket waits its turn behind sends (the client retries).
+    chat.authenticate(token, { priority: 'read' }).then(
       (caller) => wss.handleUpgrade(request, socket, head, (ws) => serve(ws, caller)),
       (error: unknown) => {
-        if (isParleyError(error)) refuse(socket, error.code, error.message);
+        countError(metrics, error, '/v1/stream');
+        if (isParleyError(error)) refuse(socket, error.code, error.message, error.retryAfterSeconds);
         else refuse(socket, 'internal', 'Something went wrong on our side');
       },
     );
@@ -109,6 +111,7 @@ export function attachStream(
     }
 
     function fail(error: unknown, clientMessageId?: string): void {
+      countError(metrics, error, '/v1/stream');
       if (isParleyError(error)) {
         send({ type: 'error', ...(clientMessageId ? { clientMessageId } : {}), code: error.code, detail: error.message });
       } else {

@@ -1,6 +1,6 @@
 // chat/: accounts, sessions, conversations, messages, receipts, sync and live fan-out. Talks to
 // PostgreSQL through data/ only and knows nothing of HTTP: api/ calls this façade.
-import { isConnectionLost, type Database } from '../data/data.ts';
+import { isConnectionLost, type Database, type Priority } from '../data/data.ts';
 import { isParleyError } from '../errors/errors.ts';
 import { authenticate, createAccount, createSession, deleteSession, grantOperator, type Caller } from './accounts.ts';
 import { createConversation, getConversation, listConversations, memberIds, parseConversationId } from './conversations.ts';
@@ -53,10 +53,11 @@ export function createChat(db: Database, options: ChatOptions) {
   // Events this server delivered itself, so their announcements from the database are skipped.
   const deliveredHere = new Set<string>();
 
-  async function membersFor(conversationId: string): Promise<string[]> {
+  /** Members of a conversation, cached; a miss reads them on `on` (its class: typing reads as typing). */
+  async function membersFor(conversationId: string, on: Database = db): Promise<string[]> {
     const cached = memberCache.get(conversationId);
     if (cached) return cached;
-    const ids = await memberIds(db, conversationId);
+    const ids = await memberIds(on, conversationId);
     if (memberCache.size >= memberCacheMax) memberCache.delete(memberCache.keys().next().value!);
     memberCache.set(conversationId, ids);
     return ids;
@@ -98,15 +99,18 @@ export function createChat(db: Database, options: ChatOptions) {
      * Sessions are read from a standby when one serves reads, so a primary in trouble does not stop
      * every request at sign-in; a token the standby does not know yet (a sign-in a moment ago) is
      * looked up on the primary before it is refused. A sign-out may take up to the read pool's lag
-     * bound (data.readMaxLagMs) to reach the standbys.
+     * bound (data.readMaxLagMs) to reach the standbys. The lookup is admitted as the request it
+     * serves (`priority`, default `read`): under overload a send's lookup is not shed as a read.
      */
-    async authenticate(token: string): Promise<Caller> {
-      const reads = db.reads();
-      if (reads === db) return authenticate(db, token);
+    async authenticate(token: string, options: { priority?: Priority } = {}): Promise<Caller> {
+      const priority = options.priority ?? 'read';
+      const primary = db.withPriority(priority);
+      const reads = db.reads().withPriority(priority);
+      if (reads === primary) return authenticate(primary, token);
       try {
         return await authenticate(reads, token);
       } catch (error) {
-        if (isParleyError(error) && error.code === 'unauthorized') return authenticate(db, token);
+        if (isParleyError(error) && error.code === 'unauthorized') return authenticate(primary, token);
         throw error;
       }
     },
@@ -157,11 +161,17 @@ export function createChat(db: Database, options: ChatOptions) {
       if (moved) await publish(input.conversationId, { type: 'read', conversationId: input.conversationId, accountId: caller.id, seq: input.seq });
     },
 
-    /** Typing is live only: checked for membership, never stored. */
+    /**
+     * Typing is live only: checked for membership, never stored. It is the lowest class of work:
+     * under overload it is shed first — also when its members are cached and it needs no database,
+     * since its fan-out costs the CPU that sends are waiting for.
+     */
     async typing(caller: Caller, conversationId: string): Promise<void> {
-      const members = await membersFor(conversationId);
+      const typingDb = db.withPriority('typing');
+      typingDb.shedIfOverloaded();
+      const members = await membersFor(conversationId, typingDb);
       if (!members.includes(caller.id)) {
-        await getConversation(db, caller, conversationId); // throws the right 404/403
+        await getConversation(typingDb, caller, conversationId); // throws the right 404/403
       }
       hub.publish({ type: 'typing', conversationId, accountId: caller.id }, members.filter((id) => id !== caller.id));
     },

@@ -1,8 +1,12 @@
-// The app's connection to PostgreSQL: a bounded pool with a timeout on every query, and one place
-// that turns driver failures into ParleyErrors (storage_unavailable / overloaded) with Retry-After.
+// The app's connection to PostgreSQL: a bounded pool with a timeout on every query, whose
+// connections are handed out by priority (admission.ts: sends first; the rest wait, bounded, or are
+// shed as 'overloaded'), and one place that turns driver failures into ParleyErrors
+// (storage_unavailable) with Retry-After.
 import { createConnection } from 'node:net';
 import pg from 'pg';
 import { ParleyError, isParleyError } from '../errors/errors.ts';
+import { lowerOf, priorities, type Priority } from './admission-core.ts';
+import { admissionLimitsFor, createAdmission, createAdmissionCounters, sumAdmission, type AdmissionCounters, type AdmissionStats } from './admission.ts';
 import { listen, type Subscription } from './listen.ts';
 
 /** Pool limits; every wait has a bound. */
@@ -11,9 +15,14 @@ export interface DatabaseOptions {
   poolSize: number;
   queryTimeoutMs: number;
   connectTimeoutMs: number;
-  /** Requests allowed to queue for a connection before new ones are shed. */
+  /**
+   * Requests that may wait for a connection (all classes together) before the lowest class waiting
+   * is shed (data/admission-core.ts). Default: 50 per connection.
+   */
   waitingMax?: number;
   applicationName?: string;
+  /** Where admitted and shed requests are counted (the routed database shares one between its pools). */
+  admissionCounters?: AdmissionCounters;
 }
 
 /** Anything that runs a parameterised query: the pool or a client inside a transaction. */
@@ -41,10 +50,25 @@ export interface Database extends Queryable {
   wrote(reader: string): void;
   /** What the database can serve now, from what is already known (no query). */
   health(): DatabaseHealth;
+  /**
+   * The same database, its requests admitted as `priority` (data/admission-core.ts): under overload
+   * sends go first, then reads, then typing. The root handle is `send`; `reads()` makes `read`
+   * (or keeps a lower class).
+   */
+  withPriority(priority: Priority): Database;
+  /**
+   * For work of this handle's class that needs no database (a typing indicator whose members are
+   * cached): throws 'overloaded', counted as shed, while the primary's queue stands (overload, see
+   * data/admission-core.ts) with requests of this class or a higher one waiting — under overload it
+   * is dropped like work that would have waited.
+   */
+  shedIfOverloaded(): void;
   /** LISTEN on `channel` of the primary, following it (data/listen.ts). */
   listen(channel: string, onNotification: (payload: string) => void, onSubscribed: () => void): Subscription;
-  /** Pool counters for metrics and readiness. */
+  /** Pool counters for metrics and readiness (`waiting`: requests waiting for admission). */
   stats(): { total: number; idle: number; waiting: number };
+  /** Admission per class: running and waiting now, admitted and shed since start. */
+  admissionStats(): AdmissionStats;
   close(): Promise<void>;
 }
 
@@ -166,7 +190,10 @@ export function createDatabase(options: DatabaseOptions): Database {
   });
   // An idle client that loses its server emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
-  const waitingMax = options.waitingMax ?? options.poolSize * 50;
+  // At most poolSize requests hold a connection; the others wait here, by priority, instead of in
+  // pg's first-come queue: under overload the connections go to sends first.
+  const counters = options.admissionCounters ?? createAdmissionCounters();
+  const admission = createAdmission(admissionLimitsFor(options), counters);
   const serverAddress = addressOf(options.url);
   const listened = new WeakSet<pg.PoolClient>();
 
@@ -231,79 +258,99 @@ export function createDatabase(options: DatabaseOptions): Database {
     return watch;
   }
 
-  function admit(): void {
-    if (pool.waitingCount >= waitingMax) {
-      throw new ParleyError('overloaded', `Too many requests are waiting for the database (${pool.waitingCount}); retry shortly`, {
-        retryAfterSeconds: 1,
-      });
+  async function runQuery<R extends pg.QueryResultRow>(priority: Priority, text: string, values: unknown[] | undefined, name: string | undefined): Promise<pg.QueryResult<R>> {
+    const release = await admission.acquire(priority);
+    try {
+      return await query<R>(text, values, name);
+    } finally {
+      release();
     }
   }
 
-  const database: Database = {
-    async query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
-      admit();
-      const client = await connect();
-      const watch = watchCommit(client);
-      // A connection that failed (not a query that failed) is dropped rather than reused.
-      let drop = false;
-      try {
-        const result = await watch.run(() => (name ? client.query<R>({ name, text, values: values ?? [] }) : client.query<R>(text, values)));
-        watch.assertDurable();
-        return result;
-      } catch (error) {
-        const classified = classifyDatabaseError(error);
-        drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
-        // A client already broken (its server went away while it sat idle) fails before sending.
-        const neverSent = refusedInRecovery(error) || /not queryable/i.test((error as Error)?.message ?? '');
-        throw neverSent ? markNotReached(classified) : classified;
-      } finally {
-        watch.stop();
-        client.release(drop);
-      }
-    },
-    async transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
-      admit();
-      const client = await connect();
-      const watch = watchCommit(client);
-      let broken = false;
-      try {
-        await client.query('BEGIN');
-        const tx: Queryable = { query: (text, values, name) => (name ? client.query({ name, text, values: values ?? [] }) : client.query(text, values)) };
-        const result = await fn(tx);
-        await watch.run(() => client.query('COMMIT'));
-        watch.assertDurable();
-        return result;
-      } catch (error) {
-        if (!watch.syncCancelled) {
-          try {
-            await client.query('ROLLBACK');
-          } catch {
-            broken = true;
-          }
+  async function runTransaction<T>(priority: Priority, fn: (client: Queryable) => Promise<T>): Promise<T> {
+    const release = await admission.acquire(priority);
+    try {
+      return await transaction(fn);
+    } finally {
+      release();
+    }
+  }
+
+  async function query<R extends pg.QueryResultRow>(text: string, values: unknown[] | undefined, name: string | undefined): Promise<pg.QueryResult<R>> {
+    const client = await connect();
+    const watch = watchCommit(client);
+    // A connection that failed (not a query that failed) is dropped rather than reused.
+    let drop = false;
+    try {
+      const result = await watch.run(() => (name ? client.query<R>({ name, text, values: values ?? [] }) : client.query<R>(text, values)));
+      watch.assertDurable();
+      return result;
+    } catch (error) {
+      const classified = classifyDatabaseError(error);
+      drop = isParleyError(classified) && classified.code === 'storage_unavailable' && !watch.syncCancelled;
+      // A client already broken (its server went away while it sat idle) fails before sending.
+      const neverSent = refusedInRecovery(error) || /not queryable/i.test((error as Error)?.message ?? '');
+      throw neverSent ? markNotReached(classified) : classified;
+    } finally {
+      watch.stop();
+      client.release(drop);
+    }
+  }
+
+  async function transaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
+    const client = await connect();
+    const watch = watchCommit(client);
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const tx: Queryable = { query: (text, values, name) => (name ? client.query({ name, text, values: values ?? [] }) : client.query(text, values)) };
+      const result = await fn(tx);
+      await watch.run(() => client.query('COMMIT'));
+      watch.assertDurable();
+      return result;
+    } catch (error) {
+      if (!watch.syncCancelled) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
         }
-        const classified = classifyDatabaseError(error);
-        throw refusedInRecovery(error) ? markNotReached(classified) : classified;
-      } finally {
-        watch.stop();
-        client.release(broken);
       }
-    },
-    reads() {
-      return database;
-    },
-    wrote() {},
-    health() {
-      return { state: 'ok', detail: 'one database' };
-    },
-    listen(channel, onNotification, onSubscribed) {
-      return listen({ channel, onNotification, onSubscribed, primaryUrl: () => options.url, connectTimeoutMs: options.connectTimeoutMs, applicationName: `${options.applicationName ?? 'parley'}-listen` });
-    },
-    stats() {
-      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
-    },
-    async close() {
-      await pool.end();
-    },
-  };
-  return database;
+      const classified = classifyDatabaseError(error);
+      throw refusedInRecovery(error) ? markNotReached(classified) : classified;
+    } finally {
+      watch.stop();
+      client.release(broken);
+    }
+  }
+
+  /** The handle whose requests are admitted as `priority`; one per class, made once. */
+  function handle(priority: Priority): Database {
+    return {
+      query: (text, values, name) => runQuery(priority, text, values, name),
+      transaction: (fn) => runTransaction(priority, fn),
+      reads: () => handles[lowerOf(priority, 'read')],
+      withPriority: (other) => handles[other],
+      shedIfOverloaded: () => admission.shedIfOverloaded(priority),
+      wrote() {},
+      health() {
+        return { state: 'ok', detail: 'one database' };
+      },
+      listen(channel, onNotification, onSubscribed) {
+        return listen({ channel, onNotification, onSubscribed, primaryUrl: () => options.url, connectTimeoutMs: options.connectTimeoutMs, applicationName: `${options.applicationName ?? 'parley'}-listen` });
+      },
+      stats() {
+        const waiting = admission.snapshot().waiting;
+        return { total: pool.totalCount, idle: pool.idleCount, waiting: waiting.send + waiting.read + waiting.typing + pool.waitingCount };
+      },
+      admissionStats: () => sumAdmission([admission.snapshot()], counters),
+      async close() {
+        // Requests still waiting never ran: they may go to another node (the routed database's retire).
+        admission.close(() => markNotReached(new ParleyError('storage_unavailable', 'The database node changed while the request waited; retry shortly', { retryAfterSeconds: 1 })));
+        await pool.end();
+      },
+    };
+  }
+  const handles = Object.fromEntries(priorities.map((priority) => [priority, handle(priority)])) as Record<Priority, Database>;
+  return handles.send;
 }

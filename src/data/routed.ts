@@ -9,6 +9,8 @@
 import type pg from 'pg';
 import { ParleyError } from '../errors/errors.ts';
 import { createDatabase, isConnectionLost, markNotReached, markOutcomeUnknown, neverReachedServer, type Database, type DatabaseHealth, type DatabaseOptions, type Queryable } from './database.ts';
+import { lowerOf, priorities, type Priority } from './admission-core.ts';
+import { createAdmissionCounters, sumAdmission } from './admission.ts';
 import { createBreaker, type Breaker } from './breaker.ts';
 import { noteFailure } from './failures.ts';
 import { listen } from './listen.ts';
@@ -122,9 +124,12 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
   const ownWrites = new Map<string, number>();
   let probing: NodeJS.Timeout | undefined;
   let closed = false;
+  // Admission is per pool (each node's connections are its own to hand out, so a send on the
+  // primary is never shed for a read waiting on a standby); the counts are the app server's.
+  const admissionCounters = createAdmissionCounters();
 
   function poolOf(state: NodeState): Database {
-    state.pool ??= createDatabase({ ...options, url: state.url, applicationName: `${options.applicationName ?? 'parley'}-${state.name}` });
+    state.pool ??= createDatabase({ ...options, url: state.url, applicationName: `${options.applicationName ?? 'parley'}-${state.name}`, admissionCounters });
     return state.pool;
   }
 
@@ -140,8 +145,12 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
     return state;
   }
 
-  /** Runs `run` on `state`'s pool through its breaker: refused at once while open, answered 503 when it opens. */
-  async function through<T>(state: NodeState, role: 'primary' | 'read', run: (db: Database) => Promise<T>): Promise<T> {
+  /**
+   * Runs `run` on `state`'s pool, admitted as `priority`, through its breaker: refused at once while
+   * open, answered 503 when it opens. A request the pool sheds ('overloaded') is not the node's
+   * fault: it leaves the breaker alone and is not retried elsewhere (that would move the load).
+   */
+  async function through<T>(state: NodeState, role: 'primary' | 'read', priority: Priority, run: (db: Database) => Promise<T>): Promise<T> {
     if (!state.breaker.allows(Date.now())) {
       // Refused before anything ran: as safe to send elsewhere as a refused connection.
       throw markNotReached(unavailable(`The database ${state.name} is not answering; retry shortly`, 'breaker-open', state.name, 1));
@@ -149,7 +158,7 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
     const opened = state.breaker.whenOpened();
     try {
       const result = await Promise.race([
-        run(poolOf(state)),
+        run(poolOf(state).withPriority(priority)),
         opened.promise.then(() => {
           // The statement may still run on the node: its outcome is unknown, as with a lost connection.
           throw markOutcomeUnknown(unavailable(`The database ${state.name} stopped answering while this request ran; it is not acknowledged, retry shortly`, 'breaker-open', state.name, 1));
@@ -174,12 +183,12 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
    * request waits up to `failoverWaitMs` for the lease to name one that can, unless maintenance holds
    * failover back, in which case nobody is coming and the answer is 503 at once.
    */
-  async function onPrimary<T>(run: (db: Database) => Promise<T>, rerunIfLost = false): Promise<T> {
+  async function onPrimary<T>(priority: Priority, run: (db: Database) => Promise<T>, rerunIfLost = false): Promise<T> {
     const deadline = Date.now() + failoverWaitMs;
     for (;;) {
       const tried = topology.primary;
       try {
-        return await through(primaryState(), 'primary', run);
+        return await through(primaryState(), 'primary', priority, run);
       } catch (error) {
         const waitable = topology.primary === undefined || neverReachedServer(error) || (rerunIfLost && isConnectionLost(error));
         if (!waitable || (topology.maintenance && topology.primary !== undefined) || Date.now() + waitStepMs > deadline) throw error;
@@ -225,17 +234,17 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
     return null;
   }
 
-  async function onReader<T>(key: string | undefined, run: (db: Database) => Promise<T>): Promise<T> {
+  async function onReader<T>(key: string | undefined, priority: Priority, run: (db: Database) => Promise<T>): Promise<T> {
     const standby = readerFor(key);
     if (standby !== undefined) {
       try {
-        return await through(standby, 'read', run);
+        return await through(standby, 'read', priority, run);
       } catch (error) {
         // A read is safe to run again: on the primary, unless the standby refused on its merits.
         if (!isUnavailable(error)) throw error;
       }
     }
-    return onPrimary(run, true);
+    return onPrimary(priority, run, true);
   }
 
   async function probe(state: NodeState, asPrimary: boolean): Promise<void> {
@@ -314,13 +323,22 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
     primary: () => topology.primary,
     readPool: () => [...readers],
     query<R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) {
-      return onPrimary((db) => db.query<R>(text, values, name), rerunnable(text));
+      return onPrimary('send', (db) => db.query<R>(text, values, name), rerunnable(text));
     },
     transaction<T>(fn: (client: Queryable) => Promise<T>) {
-      return onPrimary((db) => db.transaction(fn));
+      return onPrimary('send', (db) => db.transaction(fn));
     },
     reads(key?: string): Database {
-      return key === undefined ? anyReader : readerView(key);
+      return key === undefined ? anyReaders.read : readerView(key, 'read');
+    },
+    withPriority(priority) {
+      return primaryViews[priority];
+    },
+    shedIfOverloaded() {
+      shedIfPrimaryOverloaded('send');
+    },
+    admissionStats() {
+      return sumAdmission([...states.values()].flatMap((s) => (s.pool ? [s.pool.admissionStats()] : [])), admissionCounters);
     },
     wrote(key: string) {
       ownWrites.delete(key);
@@ -362,12 +380,34 @@ export function createRoutedDatabase(nodes: readonly NodeUrl[], options: RoutedO
       }
     },
   };
-  /** The routed database whose `query` reads on behalf of `key` (transactions stay on the primary). */
-  function readerView(key: string | undefined): Database {
-    return { ...routed, query: <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => onReader(key, (db) => db.query<R>(text, values, name)) };
+  /** Work that needs no connection is judged by the primary's queue: that is where sends wait. */
+  function shedIfPrimaryOverloaded(priority: Priority): void {
+    const primary = topology.primary === undefined ? undefined : states.get(topology.primary);
+    primary?.pool?.withPriority(priority).shedIfOverloaded();
   }
-  // Reads on behalf of nobody in particular (session lookups): one view for all of them.
-  const anyReader = readerView(undefined);
+  /** The routed database on the primary, admitted as `priority`. */
+  function primaryView(priority: Priority): Database {
+    return {
+      ...routed,
+      query: <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => onPrimary(priority, (db) => db.query<R>(text, values, name), rerunnable(text)),
+      transaction: <T>(fn: (client: Queryable) => Promise<T>) => onPrimary(priority, (db) => db.transaction(fn)),
+      reads: (key?: string) => (key === undefined ? anyReaders[lowerOf(priority, 'read')] : readerView(key, lowerOf(priority, 'read'))),
+      withPriority: (other: Priority) => primaryViews[other],
+      shedIfOverloaded: () => shedIfPrimaryOverloaded(priority),
+    };
+  }
+  /** The routed database whose `query` reads on behalf of `key`, admitted as `priority` (transactions stay on the primary). */
+  function readerView(key: string | undefined, priority: Priority): Database {
+    return {
+      ...primaryViews[priority],
+      query: <R extends pg.QueryResultRow>(text: string, values?: unknown[], name?: string) => onReader(key, priority, (db) => db.query<R>(text, values, name)),
+      reads: (other?: string) => (other === undefined && key === undefined ? anyReaders[lowerOf(priority, 'read')] : readerView(other ?? key, lowerOf(priority, 'read'))),
+      withPriority: (other: Priority) => (key === undefined ? anyReaders[other] : readerView(key, other)),
+    };
+  }
+  const primaryViews = Object.fromEntries(priorities.map((p) => [p, primaryView(p)])) as Record<Priority, Database>;
+  // Reads on behalf of nobody in particular (session lookups): one view per class for all of them.
+  const anyReaders = Object.fromEntries(priorities.map((p) => [p, readerView(undefined, p)])) as Record<Priority, Database>;
   return routed;
 }
 
