@@ -2,11 +2,12 @@
 // email channel (a real SMTP server, smtp-server) and a webhook channel (a real HTTP receiver):
 // a frozen WAL receiver pages on both, the webhook body is a valid Alertmanager v4 payload with
 // status firing; `parley alerts ack` stops escalation and is journaled; the resolution reaches
-// both; with the SMTP server stopped the webhook still gets the page and the email follows once
+// both; unacknowledged, a page escalates from the first person to the next, and acknowledged in time
+// it does not; with the SMTP server stopped the webhook still gets the page and the email follows once
 // the server is back; the ops process killed with -9 is restarted and neither loses nor repeats
 // the page it had sent; the ops process frozen makes the supervisor page AlertingSilent itself.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { alertmanagerV4Schema, createSmtpReceiver, startHttpReceiver, type HttpReceiver, type SmtpReceiver } from '../src/alerting/receivers-testing.ts';
@@ -27,6 +28,8 @@ describe('paging through two channels from a running cluster', () => {
   let up: Up;
   let smtp: SmtpReceiver;
   let hook: HttpReceiver;
+  let hook2: HttpReceiver;
+  let pagerFile = '';
 
   const pages = (name: string, node: string, status: string): Payload[] =>
     hook.items
@@ -41,7 +44,9 @@ describe('paging through two channels from a running cluster', () => {
     smtp = await createSmtpReceiver();
     await smtp.start();
     hook = await startHttpReceiver();
+    hook2 = await startHttpReceiver();
     const base = makeDir();
+    pagerFile = join(base, 'pager.jsonl');
     const configFile = join(base, 'parley.yaml');
     // API.md's keys: an email channel and a webhook channel, both on 127.0.0.1.
     writeFileSync(
@@ -51,7 +56,22 @@ describe('paging through two channels from a running cluster', () => {
         '  channels:',
         `    - { name: mail, type: email, smtp: { host: 127.0.0.1, port: ${smtp.port} }, from: parley@localhost, to: [oncall@localhost] }`,
         `    - { name: hook, type: webhook, url: "${hook.url}/alerts" }`,
+        `    - { name: hook2, type: webhook, url: "${hook2.url}/bob" }`,
+        `    - { name: pager, type: command, command: [sh, -c, "cat >> ${pagerFile}"] }`,
         '  delivery: { backoffMs: 200, maxBackoffMs: 1000 }',
+        // Two people, each with two independent channels; critical alerts page alice, then bob
+        // if nobody acknowledged within 6 s (a fraction of a minute, for the test).
+        '  rota:',
+        '    people:',
+        '      - { name: alice, channels: [mail, hook] }',
+        '      - { name: bob, channels: [hook2, pager] }',
+        '  policies:',
+        '    - name: critical',
+        '      severities: [critical]',
+        '      levels:',
+        '        - { afterMinutes: 0, notify: [alice] }',
+        '        - { afterMinutes: 0.1, notify: [bob] }',
+        '    - { name: others, severities: [warning, info], levels: [{ afterMinutes: 0, notify: [alice] }] }',
         '',
       ].join('\n'),
     );
@@ -66,6 +86,7 @@ describe('paging through two channels from a running cluster', () => {
   after(async () => {
     await cleanUp();
     await hook?.close();
+    await hook2?.close();
     await smtp?.stop();
   });
 
@@ -100,6 +121,49 @@ describe('paging through two channels from a running cluster', () => {
     await waitUntil('the resolution reaches the webhook', () => pages('ReplicationStopped', node.name, 'resolved').length > 0, 30_000);
     await waitUntil('and the mailbox', () => smtp.items.some((m) => /resolved/i.test(m.raw) && m.raw.includes('ReplicationStopped')), 30_000);
     await writer.stop();
+  });
+
+  test('unacknowledged, the page escalates from alice to bob; acknowledged, it stops', async () => {
+    await waitUntil('healthy', () => clusterHealthy(dir), 60_000);
+    const bobPages = (node: string): number => hook2.items.filter((r) => JSON.stringify(r.body).includes(`"node":"${node}"`) && (r.body as Payload).status === 'firing').length;
+    const pagerLines = (): string[] => (existsSync(pagerFile) ? readFileSync(pagerFile, 'utf8') : '').split('\n').filter((l) => l.includes('ReplicationStopped'));
+    const s = await clusterStatus(dir);
+    const node = s.nodes.find((n) => n.role === 'standby')!;
+    const before = bobPages(node.name);
+    const pagerBefore = pagerLines().length;
+    const pagesBefore = pages('ReplicationStopped', node.name, 'firing').length;
+    const receiver = postmasterChild(node.pid!, 'walreceiver');
+    process.kill(receiver, 'SIGSTOP');
+    try {
+      await waitUntil('alice is paged', () => pages('ReplicationStopped', node.name, 'firing').length > pagesBefore, 30_000);
+      assert.equal(bobPages(node.name), before, 'bob is not paged at the first level');
+      await waitUntil('nobody acknowledged: bob is paged on both of his channels', () => bobPages(node.name) > before && pagerLines().length > pagerBefore, 30_000);
+      const notified = readJournal(dir).filter((e) => e.kind === 'alerting-notify' && e.person === 'bob' && e.level === 1);
+      assert.ok(notified.length >= 1, 'the escalation to level 1 is journaled with the person');
+      const id = (await listed()).find((a) => a.name === 'ReplicationStopped' && a.node === node.name && a.status === 'firing')!.id;
+      const acked = await cli(['alerts', 'ack', id, '--by', 'bob', '--dir', dir]);
+      assert.equal(acked.code, 0, acked.stderr);
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+    }
+    await waitUntil('resolved to the people paged', () => pages('ReplicationStopped', node.name, 'resolved').length > 0 && hook2.items.some((r) => (r.body as Payload).status === 'resolved'), 30_000);
+
+    // Acknowledged before the second level falls due: bob hears nothing.
+    const other = s.nodes.filter((n) => n.role === 'standby').find((n) => n.name !== node.name)!;
+    const bobBefore = bobPages(other.name);
+    const otherReceiver = postmasterChild((await clusterStatus(dir)).nodes.find((n) => n.name === other.name)!.pid!, 'walreceiver');
+    process.kill(otherReceiver, 'SIGSTOP');
+    try {
+      await waitUntil('alice is paged', () => pages('ReplicationStopped', other.name, 'firing').length > 0, 30_000);
+      const id = (await listed()).find((a) => a.name === 'ReplicationStopped' && a.node === other.name && a.status === 'firing')!.id;
+      const acked = await cli(['alerts', 'ack', id, '--by', 'alice', '--dir', dir]);
+      assert.equal(acked.code, 0, acked.stderr);
+      await sleep(9000);
+      assert.equal(bobPages(other.name), bobBefore, 'acknowledged: no escalation to bob');
+    } finally {
+      process.kill(otherReceiver, 'SIGCONT');
+    }
+    await waitUntil('resolved', () => pages('ReplicationStopped', other.name, 'resolved').length > 0, 30_000);
   });
 
   test('with the SMTP server stopped the webhook still gets the page; the email follows once it is back', async (t) => {
