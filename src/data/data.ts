@@ -6,5 +6,5 @@ export type { AdmissionStats } from './admission.ts';
 export { failureOrigin, type FailureOrigin } from './failures.ts';
 export { migrations, type Migration } from './migrations.ts';
 export { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from './provision.ts';
-export { createRoutedDatabase, type NodeUrl, type RoutedDatabase, type RoutedOptions, type Topology } from './routed.ts';
+export { createRoutedDatabase, withTimeout, type NodeUrl, type RoutedDatabase, type RoutedOptions, type Topology } from './routed.ts';
 export type { Subscription } from './listen.ts';

@@ -415,7 +415,8 @@ function isUnavailable(error: unknown): boolean {
   return error instanceof ParleyError && error.code === 'storage_unavailable';
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+/** `promise`, or a rejection after `ms` if it has not settled by then (a frozen server never answers). */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     promise,

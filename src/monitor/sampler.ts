@@ -11,6 +11,7 @@
 // down, or it would stop exactly when it is needed.
 import { statfs } from 'node:fs/promises';
 import pg from 'pg';
+import { withTimeout } from '../data/data.ts';
 import { candidateFreshnessMs, leaseKeys, type LeaseStore, type MaintenanceRecord, type MemberState } from '../failover/failover.ts';
 import { parsePrometheusText, type PromSeries } from './promtext.ts';
 import {
@@ -171,16 +172,6 @@ class NodeConnection {
     this.client = undefined;
     if (client) await withTimeout(client.end(), 1000).catch(() => undefined);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 interface NodeReading {
