@@ -8,22 +8,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { AlertListing } from '../src/ops/ops.ts';
 import { cleanUp, cli, sleep, waitUntil, withParleyDatabase, type Up } from './harness.ts';
 import { clusterHealthy, clusterStatus, postmasterChild, readJournal, startCluster } from './cluster.ts';
 import { startWriter } from './writer.ts';
 
 after(cleanUp);
 
-interface Listed {
-  id: string;
-  name: string;
-  severity: string;
-  node: string | null;
-  status: 'pending' | 'firing' | 'resolved';
-  summary: string;
-  startsAt: string | null;
-  endsAt: string | null;
-}
+type Listed = Pick<AlertListing, 'id' | 'name' | 'severity' | 'node' | 'status' | 'summary' | 'startsAt' | 'endsAt'>;
 
 
 describe('monitoring on a three-node cluster', () => {

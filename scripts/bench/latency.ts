@@ -79,6 +79,20 @@ export function startLoopDelayMeter(): () => { p50: number; p99: number; max: nu
 }
 
 /** Runs the paced sends and measures delivery to every other member's socket. */
+/**
+ * The benchmark message a socket frame carries, if it is one: `marker k due` in the body of a
+ * `message` event, with k in [0, total). Undefined for any other frame.
+ */
+export function benchDelivery(text: string, marker: string, total: number): { k: number; due: number } | undefined {
+  if (!text.includes(marker)) return undefined;
+  const frame = JSON.parse(text) as { type?: string; message?: { body?: string } };
+  if (frame.type !== 'message' || !frame.message?.body?.startsWith(marker)) return undefined;
+  const [, kText, dueText] = frame.message.body.split(' ');
+  const k = Number(kText);
+  const due = Number(dueText);
+  return k >= 0 && k < total ? { k, due } : undefined;
+}
+
 export async function runOpenLoop(options: {
   client: HttpClient;
   wsBaseUrl: string;
@@ -111,14 +125,9 @@ export async function runOpenLoop(options: {
         sockets.push(ws);
         ws.on('message', (data) => {
           const arrived = performance.now();
-          const text = data.toString();
-          if (!text.includes(marker)) return;
-          const frame = JSON.parse(text) as { type?: string; message?: { body?: string } };
-          if (frame.type !== 'message' || !frame.message?.body?.startsWith(marker)) return;
-          const [, kText, dueText] = frame.message.body.split(' ');
-          const k = Number(kText);
-          const due = Number(dueText);
-          if (!(k >= 0 && k < total)) return;
+          const delivery = benchDelivery(data.toString(), marker, total);
+          if (!delivery) return;
+          const { k, due } = delivery;
           delivered[k] = (delivered[k] ?? 0) + 1;
           if (due >= windowStart && due < windowEnd) deliveryMs.push(arrived - due);
         });

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type WebSocket from 'ws';
 import type { HttpClient } from './http-client.ts';
-import { paceOpenLoop, startLoopDelayMeter } from './latency.ts';
+import { benchDelivery, paceOpenLoop, startLoopDelayMeter } from './latency.ts';
 import type { BenchConversation } from './population.ts';
 import { summarise, type Summary } from './stats.ts';
 import { openStream } from './ws-connect.ts';
@@ -159,13 +159,9 @@ export async function runOverload(options: {
             if (inWindow(arrived)) typingSeenFrames++;
             return;
           }
-          if (!text.includes(marker)) return;
-          const frame = JSON.parse(text) as { type?: string; message?: { body?: string } };
-          if (frame.type !== 'message' || !frame.message?.body?.startsWith(marker)) return;
-          const [, kText, dueText] = frame.message.body.split(' ');
-          const k = Number(kText);
-          const due = Number(dueText);
-          if (!(k >= 0 && k < total)) return;
+          const delivery = benchDelivery(text, marker, total);
+          if (!delivery) return;
+          const { k, due } = delivery;
           delivered[k] = (delivered[k] ?? 0) + 1;
           if (inWindow(due)) deliveryMs.push(arrived - due);
         });
