@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isParleyError, ParleyError } from '../errors/errors.ts';
-import type { AdmissionLimits } from './admission-core.ts';
+import { createAdmissionQueue, type AdmissionLimits } from './admission-core.ts';
 import { admissionLimitsFor, createAdmission, createAdmissionCounters, sumAdmission } from './admission.ts';
 import { failureOrigin } from './failures.ts';
 
@@ -84,4 +84,34 @@ test('the production limits follow the pool and data.connectTimeoutMs, and shedI
   assert.deepEqual(admissionLimitsFor({ poolSize: 1, connectTimeoutMs: 200 }).waitMaxMs, { send: 200, read: 200, typing: 200 });
   const admission = createAdmission(production, createAdmissionCounters());
   admission.shedIfOverloaded('typing');
+});
+
+test('production limits: a burst of sends serialized on one lock drains without a shed, while reads behind it are shed', () => {
+  // test/blackbox's 60 concurrent sends to one conversation: one connection's worth of progress at a
+  // time, 40 ms each: the queue of sends stands while it drains, and every send still fits its bound
+  // (with a 20 ms bound for standing sends, as before, 21 of them were shed in CI).
+  const queue = createAdmissionQueue(admissionLimitsFor({ poolSize: 10, connectTimeoutMs: 3000 }));
+  const shed: string[] = [];
+  let admitted = 0;
+  let sendsAdmitted = 0;
+  const note = (d: { admitted: number[]; shed: { priority: string }[] }): void => {
+    admitted += d.admitted.length;
+    sendsAdmitted += d.admitted.filter((id) => id <= 60).length;
+    for (const s of d.shed) shed.push(s.priority);
+  };
+  // The 60 arrive over 300 ms (clients connecting), faster than the lock lets them finish, so the
+  // queue of sends grows for a while and stands; ten reads arrive among them.
+  let finished = 0;
+  for (let t = 0; t <= 3000; t += 5) {
+    if (t < 300) note(queue.arrive(t / 5 + 1, 'send', t));
+    if (t >= 50 && t < 100) note(queue.arrive(61 + (t - 50) / 5, 'read', t));
+    note(queue.expire(t));
+    if (t > 0 && t % 40 === 0 && finished < admitted) {
+      finished += 1;
+      note(queue.finish(t));
+    }
+  }
+  assert.equal(sendsAdmitted, 60, 'every send got a connection');
+  assert.equal(shed.filter((p) => p === 'send').length, 0, 'no send shed');
+  assert.ok(shed.filter((p) => p === 'read').length > 0, 'the reads waiting behind them are shed');
 });
