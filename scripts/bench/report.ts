@@ -330,7 +330,7 @@ export function renderOverloadBlock(run: OverloadRun): string {
       `Typing is counted by the refusals that came back (the server answers an accepted typing frame with nothing); the receivers saw ${int(o.typingSeen)} typing events per member against ${int(c.typing.accepted)} accepted. ` +
       `Requests the generator skipped because ${int(overloadInFlightMax)} were outstanding: ${int(o.skipped)}. The generator's own event-loop delay: p50 ${ms(o.generatorLoopDelayMs.p50)}, p99 ${ms(o.generatorLoopDelayMs.p99)}, max ${ms(o.generatorLoopDelayMs.max)}.`,
     '',
-    `What the app server counted over the whole run, warm-up included (\`parley_admission_shed_total\`, \`parley_admission_admitted_total\`; one HTTP request is two database requests, its session lookup and its work): ` +
+    `What the app server counted over the whole run, warm-up included (\`parley_admission_shed_total\`, \`parley_admission_admitted_total\`; an HTTP request is one database request, its work, or two when its session is looked up too — once per data.readMaxLagMs per session and app server): ` +
       `sends admitted ${int(o.server.admitted.send)}, shed ${reasonsText(o.server.shed.send)}; reads admitted ${int(o.server.admitted.read)}, shed ${reasonsText(o.server.shed.read)}; typing admitted ${int(o.server.admitted.typing)}, shed ${reasonsText(o.server.shed.typing)}.`,
     '',
     ...cpuHeader,

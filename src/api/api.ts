@@ -40,7 +40,7 @@ export async function startAppServer(options: {
       connectTimeoutMs: config.data.connectTimeoutMs,
       applicationName: `parley-app-${options.port}`,
     });
-  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours, resendWithinMs: config.data.failoverWaitMs, fanout: config.app.servers > 1 });
+  const chat = createChat(db, { sessionTtlHours: config.app.sessionTtlHours, resendWithinMs: config.data.failoverWaitMs, turnWaitMs: config.data.queryTimeoutMs, sessionCacheMs: config.data.readMaxLagMs, fanout: config.app.servers > 1 });
   const { app } = await buildApp({
     chat,
     db,

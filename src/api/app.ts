@@ -76,7 +76,7 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   });
   // JSON only: a text/plain body is a 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
-  const metrics = createMetrics({ admission: () => options.db.admissionStats() });
+  const metrics = createMetrics({ admission: () => options.db.admissionStats(), sendTurns: () => options.chat.sendTurns() });
   const limiter = createRateLimiter({ perMinute: options.rateLimitPerMinute });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {

@@ -4,10 +4,31 @@ import { failureOrigin, priorities, type AdmissionStats } from '../data/data.ts'
 import { isParleyError } from '../errors/errors.ts';
 
 /** The metrics one app server exposes at /metrics; `admission` is read at each scrape. */
-export function createMetrics(options: { admission?: () => AdmissionStats } = {}) {
+export function createMetrics(options: { admission?: () => AdmissionStats; sendTurns?: () => { waiting: number; shed: number } } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'parley_' });
   const admission = options.admission;
+  const sendTurns = options.sendTurns;
+  if (sendTurns) {
+    // chat/turns.ts: a conversation's sends take turns before they ask for a connection.
+    new Gauge({
+      name: 'parley_send_turn_waiting',
+      help: "Sends waiting for their conversation's turn on this app server (at most 2 per conversation hold a connection)",
+      registers: [registry],
+      collect() {
+        this.set(sendTurns().waiting);
+      },
+    });
+    new Counter({
+      name: 'parley_send_turn_shed_total',
+      help: "Sends answered 503 overloaded because their conversation's turn did not come in time (or too many waited for it)",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(sendTurns().shed);
+      },
+    });
+  }
   if (admission) {
     // The data layer keeps the totals (they include typing frames shed on sockets and fan-out
     // reads that no HTTP answer reports); these only show them.

@@ -64,19 +64,19 @@ export async function createSession(
   return { token, account: toAccount(row) };
 }
 
-/** The account behind a bearer token; 401 when unknown or expired. */
-export async function authenticate(db: Database, token: string): Promise<Caller> {
+/** The account behind a bearer token, and when its session expires (ms since the epoch); 401 when unknown or expired. */
+export async function lookUpSession(db: Database, token: string): Promise<{ caller: Caller; expiresAtMs: number }> {
   if (!/^[A-Za-z0-9_-]{20,100}$/.test(token)) throw new ParleyError('unauthorized', 'The token is not valid; sign in again');
-  const result = await db.query<AccountRow>(
-    `SELECT a.id, a.username, a.display_name, a.is_operator
+  const result = await db.query<AccountRow & { expires_at: Date }>(
+    `SELECT a.id, a.username, a.display_name, a.is_operator, s.expires_at
        FROM sessions s JOIN accounts a ON a.id = s.account_id
       WHERE s.token_hash = $1 AND s.expires_at > now()`,
     [tokenHash(token)],
-    'parley_authenticate',
+    'parley_look_up_session',
   );
   const row = result.rows[0];
   if (!row) throw new ParleyError('unauthorized', 'The token is not valid or has expired; sign in again');
-  return { ...toAccount(row), isOperator: row.is_operator };
+  return { caller: { ...toAccount(row), isOperator: row.is_operator }, expiresAtMs: row.expires_at.getTime() };
 }
 
 /** Ends the session of `token`; afterwards the token no longer works anywhere. */

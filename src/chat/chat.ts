@@ -2,13 +2,14 @@
 // PostgreSQL through data/ only and knows nothing of HTTP: api/ calls this façade.
 import { isConnectionLost, type Database, type Priority } from '../data/data.ts';
 import { isParleyError } from '../errors/errors.ts';
-import { authenticate, createAccount, createSession, deleteSession, grantOperator, type Caller } from './accounts.ts';
+import { createAccount, createSession, deleteSession, grantOperator, lookUpSession, type Caller } from './accounts.ts';
 import { createConversation, getConversation, listConversations, memberIds, parseConversationId } from './conversations.ts';
 import { createHub, type Hub, type Listener } from './hub.ts';
 import { listMessages, markRead, sendMessage } from './messages.ts';
 import type { ChatEvent, ConversationView, MessageView } from './shapes.ts';
 import { eventKey, startFanout } from './fanout.ts';
 import { syncEvents } from './sync.ts';
+import { createSendTurns } from './turns.ts';
 
 export type { Caller } from './accounts.ts';
 export type { Hub, Listener } from './hub.ts';
@@ -36,7 +37,29 @@ export interface ChatOptions {
    * too (chat/fanout.ts, through the primary's LISTEN/NOTIFY).
    */
   fanout?: boolean;
+  /**
+   * How long a send may wait for its conversation's turn on this app server (chat/turns.ts) before
+   * it is answered 503 overloaded: the time it would otherwise wait on the conversation's lock in
+   * PostgreSQL (data.queryTimeoutMs). Default 5 s.
+   */
+  turnWaitMs?: number;
+  /**
+   * How long this app server trusts a session it has looked up before it looks again (0: never
+   * caches). api/ passes data.readMaxLagMs: a sign-out may already take that long to reach the
+   * standbys that answer session lookups, so the cache promises nothing weaker. A sign-out on this
+   * server takes effect here at once.
+   */
+  sessionCacheMs?: number;
 }
+
+// Sessions kept by one app server at most (the oldest go first).
+const sessionCacheMax = 100_000;
+
+// Sends of one conversation that hold a database connection at once, per app server: one inside the
+// conversation's lock, one ready behind it (chat/turns.ts).
+const sendsPerConversation = 2;
+// Sends that may wait for one conversation's turn; more are shed at once.
+const turnWaitingMax = 500;
 
 // Pause between a send lost with its connection and its resend (the routed database then waits
 // for the primary by itself).
@@ -52,6 +75,12 @@ export function createChat(db: Database, options: ChatOptions) {
   const memberCache = new Map<string, string[]>();
   // Events this server delivered itself, so their announcements from the database are skipped.
   const deliveredHere = new Set<string>();
+  // Token → the caller it signs in, and until when this server trusts that without asking again:
+  // one database request less for nearly every HTTP request, and sign-in keeps working through a
+  // short database outage (DESIGN.md invariant 9).
+  const sessionCache = new Map<string, { caller: Caller; untilMs: number }>();
+  const sessionCacheMs = options.sessionCacheMs ?? 0;
+  const turns = createSendTurns({ perConversation: sendsPerConversation, waitMaxMs: options.turnWaitMs ?? 5000, waitingMax: turnWaitingMax });
 
   /** Members of a conversation, cached; a miss reads them on `on` (its class: typing reads as typing). */
   async function membersFor(conversationId: string, on: Database = db): Promise<string[]> {
@@ -94,25 +123,42 @@ export function createChat(db: Database, options: ChatOptions) {
     hub,
     register: (input: { username: string; password: string; displayName?: string | undefined }) => createAccount(db, input),
     login: (input: { username: string; password: string }) => createSession(db, input, { sessionTtlHours: options.sessionTtlHours }),
-    logout: (token: string) => deleteSession(db, token),
+    logout: (token: string) => {
+      sessionCache.delete(token);
+      return deleteSession(db, token);
+    },
     /**
      * Sessions are read from a standby when one serves reads, so a primary in trouble does not stop
      * every request at sign-in; a token the standby does not know yet (a sign-in a moment ago) is
      * looked up on the primary before it is refused. A sign-out may take up to the read pool's lag
      * bound (data.readMaxLagMs) to reach the standbys. The lookup is admitted as the request it
      * serves (`priority`, default `read`): under overload a send's lookup is not shed as a read.
+     * A session found is trusted for `sessionCacheMs` without asking again (the same bound as a
+     * sign-out's on the standbys; a sign-out through this server ends it here at once).
      */
-    async authenticate(token: string, options: { priority?: Priority } = {}): Promise<Caller> {
-      const priority = options.priority ?? 'read';
+    async authenticate(token: string, lookup: { priority?: Priority } = {}): Promise<Caller> {
+      const cached = sessionCache.get(token);
+      if (cached && cached.untilMs > Date.now()) return cached.caller;
+      if (cached) sessionCache.delete(token);
+      const priority = lookup.priority ?? 'read';
       const primary = db.withPriority(priority);
       const reads = db.reads().withPriority(priority);
-      if (reads === primary) return authenticate(primary, token);
-      try {
-        return await authenticate(reads, token);
-      } catch (error) {
-        if (isParleyError(error) && error.code === 'unauthorized') return authenticate(primary, token);
-        throw error;
+      let found: Awaited<ReturnType<typeof lookUpSession>>;
+      if (reads === primary) found = await lookUpSession(primary, token);
+      else {
+        try {
+          found = await lookUpSession(reads, token);
+        } catch (error) {
+          if (!isParleyError(error) || error.code !== 'unauthorized') throw error;
+          found = await lookUpSession(primary, token);
+        }
       }
+      if (sessionCacheMs > 0) {
+        if (sessionCache.size >= sessionCacheMax) sessionCache.delete(sessionCache.keys().next().value!);
+        // Never past the session's own expiry.
+        sessionCache.set(token, { caller: found.caller, untilMs: Math.min(Date.now() + sessionCacheMs, found.expiresAtMs) });
+      }
+      return found.caller;
     },
     grantOperator: (username: string) => grantOperator(db, username),
     parseConversationId,
@@ -135,7 +181,7 @@ export function createChat(db: Database, options: ChatOptions) {
       let result: Awaited<ReturnType<typeof sendMessage>>;
       for (;;) {
         try {
-          result = await sendMessage(db, caller, input);
+          result = await turns.run(input.conversationId, () => sendMessage(db, caller, input));
           break;
         } catch (error) {
           if (!isConnectionLost(error) || Date.now() >= deadline) throw error;
@@ -179,6 +225,9 @@ export function createChat(db: Database, options: ChatOptions) {
     sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db.reads(caller.id), caller, input),
 
     subscribe: (accountId: string, listener: Listener) => hub.subscribe(accountId, listener),
+
+    /** Sends waiting for their conversation's turn, and shed for want of one (for /metrics). */
+    sendTurns: () => turns.stats(),
 
     /** Stops listening to the other app servers. */
     async close(): Promise<void> {

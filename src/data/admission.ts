@@ -38,15 +38,14 @@ export interface Admission {
  * request may wait for a connection (data.connectTimeoutMs), a read up to a second (still useful
  * then), a typing indicator a quarter of a second (not useful later). Once a class's queue stands
  * (its requests kept waiting half their short bound for 100 ms while it did not shrink: overload,
- * not a burst or a stall's backlog), a read may wait 10 ms and a typing indicator 5 ms, so the
- * connections go to sends.
+ * not a burst or a stall's backlog), a send may wait 20 ms, a read 10 ms and a typing indicator
+ * 5 ms: the share that must be shed is the same, and the sends that are accepted stay fast.
  *
- * A send keeps its whole bound even then. With a 20 ms bound for standing sends the overload bench
- * kept accepted sends fast (p99 34–67 ms), but a burst of sends to one conversation — serialized by
- * its lock, so its queue stands while it drains — had sends shed that would have been stored in
- * time (test/blackbox: 21 of 60 in CI). Telling such a burst from overload is open work
- * (docs/benchmarks.md, overload); until then a send is shed only when it cannot get a connection
- * within data.connectTimeoutMs, and under 2× overload accepted sends wait longer.
+ * That holds because sends to one conversation take turns before they reach this queue
+ * (chat/turns.ts): a burst to a hot conversation, which the conversation's lock stores one at a
+ * time, waits for its turns there and holds two connections, not all of them. Before the turns such
+ * a burst filled this queue with sends that stood while the lock drained them, and the 20 ms bound
+ * shed sends that would have been stored in time (test/blackbox: 21 of 60 in CI).
  */
 export function admissionLimitsFor(options: { poolSize: number; connectTimeoutMs: number; waitingMax?: number | undefined }): AdmissionLimits {
   const { poolSize, connectTimeoutMs } = options;
@@ -54,7 +53,7 @@ export function admissionLimitsFor(options: { poolSize: number; connectTimeoutMs
     inFlightMax: poolSize,
     waitingMax: options.waitingMax ?? poolSize * 50,
     waitMaxMs: { send: connectTimeoutMs, read: Math.min(connectTimeoutMs, 1000), typing: Math.min(connectTimeoutMs, 250) },
-    standing: { intervalMs: 100, waitMaxMs: { send: connectTimeoutMs, read: 10, typing: 5 } },
+    standing: { intervalMs: 100, waitMaxMs: { send: 20, read: 10, typing: 5 } },
   };
 }
 
