@@ -181,31 +181,45 @@ describe('two app servers', () => {
     return { username, token: (await call(base, '/v1/sessions', { method: 'POST', body: { username, password: 'long-enough' } })).body.token as string };
   }
 
-  /** A socket of `token` on `base`, collecting the bodies of the messages it is sent live. */
+  /** A socket of `token` on `base`, collecting the bodies of the messages it is sent live and the conversations of typing frames. */
   async function socketOf(base: string, token: string) {
     const socket = new WebSocket(`${base.replace('http', 'ws')}/v1/stream?token=${token}`);
     const bodies: string[] = [];
+    const typing: string[] = [];
     socket.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; message?: { body: string } };
+      const frame = JSON.parse(String(data)) as { type: string; message?: { body: string }; conversationId?: string };
       if (frame.type === 'message') bodies.push(frame.message!.body);
+      if (frame.type === 'typing') typing.push(frame.conversationId!);
     });
     await new Promise((resolve, reject) => {
       socket.once('open', resolve);
       socket.once('error', reject);
     });
-    return { socket, bodies };
+    return { socket, bodies, typing };
   }
 
-  test('a message sent through one arrives live on the other, also after a failover; the writers of both see no failed send', async () => {
+  test('a message and a typing indicator sent through one arrive live on the other, also after a failover; the writers of both see no failed send', async () => {
     const alice = await account(url);
     const bob = await account(second);
     const direct = await call(url, '/v1/conversations', { method: 'POST', token: alice.token, body: { kind: 'direct', members: [bob.username] } });
     assert.equal(direct.status, 201);
     const listener = await socketOf(second, bob.token);
+    const typist = await socketOf(url, alice.token);
     try {
       const sent = await call(url, `/v1/conversations/${direct.body.id}/messages`, { method: 'POST', token: alice.token, body: { clientMessageId: randomUUID(), body: 'across servers' } });
       assert.equal(sent.status, 201);
       await waitUntil('the message reaches the socket on the other app server', () => listener.bodies.includes('across servers'), 10_000);
+      // Typing is live only; its frames may be lost, so alice keeps typing until bob hears it.
+      const typeUntilHeard = async (what: string) => {
+        const heard = listener.typing.length;
+        await waitUntil(what, () => {
+          typist.socket.send(JSON.stringify({ type: 'typing', conversationId: direct.body.id }));
+          return listener.typing.length > heard;
+        }, 15_000);
+        assert.ok(listener.typing.slice(heard).every((c) => c === direct.body.id));
+      };
+      await typeUntilHeard('alice typing on app server 1 reaches bob on app server 2');
+      assert.equal(typist.typing.length, 0, 'her own indicator does not come back to alice');
 
       // Kill the primary under one writer per app server.
       const writers = [await startWriter(url), await startWriter(second)];
@@ -230,8 +244,10 @@ describe('two app servers', () => {
       assert.equal(again.status, 201);
       await waitUntil('the message after the failover reaches the other app server', () => listener.bodies.includes('after the failover'), 15_000);
       assert.equal(listener.bodies.filter((b) => b === 'across servers').length, 1, 'delivered once');
+      await typeUntilHeard('typing crosses app servers after the failover too');
     } finally {
       listener.socket.close();
+      typist.socket.close();
     }
   });
 });

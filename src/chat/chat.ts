@@ -7,7 +7,7 @@ import { createConversation, getConversation, listConversations, memberIds, pars
 import { createHub, type Hub, type Listener } from './hub.ts';
 import { listMessages, markRead, sendMessage } from './messages.ts';
 import type { ChatEvent, ConversationView, MessageView } from './shapes.ts';
-import { eventKey, startFanout } from './fanout.ts';
+import { eventKey, startFanout, startTypingFanout } from './fanout.ts';
 import { syncEvents } from './sync.ts';
 import { createSendTurns } from './turns.ts';
 
@@ -118,6 +118,17 @@ export function createChat(db: Database, options: ChatOptions) {
         (key) => deliveredHere.has(key),
       )
     : undefined;
+  // Typing is live only: passed to the other app servers through the primary, never stored.
+  const typingFanout = options.fanout
+    ? startTypingFanout(db, async (conversationId, accountId) => {
+        try {
+          const members = await membersFor(conversationId, db.withPriority('typing'));
+          hub.publish({ type: 'typing', conversationId, accountId }, members.filter((id) => id !== accountId));
+        } catch {
+          // As above: best effort.
+        }
+      })
+    : undefined;
 
   return {
     hub,
@@ -220,6 +231,10 @@ export function createChat(db: Database, options: ChatOptions) {
         await getConversation(typingDb, caller, conversationId); // throws the right 404/403
       }
       hub.publish({ type: 'typing', conversationId, accountId: caller.id }, members.filter((id) => id !== caller.id));
+      // Members connected to other app servers hear it through them: a NOTIFY on the primary, as the
+      // lowest class. Best effort — shed under overload, lost while there is no primary — and the
+      // sender is not told: the indicator is worthless a moment later.
+      await typingFanout?.announce(conversationId, caller.id).catch(() => undefined);
     },
 
     sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db.reads(caller.id), caller, input),
@@ -232,6 +247,7 @@ export function createChat(db: Database, options: ChatOptions) {
     /** Stops listening to the other app servers. */
     async close(): Promise<void> {
       await fanout?.close();
+      await typingFanout?.close();
     },
   };
 }

@@ -5,6 +5,7 @@
 // publishes at once), so those announcements are skipped. After every re-subscription — a new
 // primary, a lost connection — the log is read again from a little before the newest event seen,
 // so nothing announced while nobody listened is missed; delivery stays idempotent for clients.
+import { randomUUID } from 'node:crypto';
 import type { Database, Subscription } from '../data/data.ts';
 import type { ChatEvent } from './shapes.ts';
 import { hydrate } from './sync.ts';
@@ -114,4 +115,43 @@ export function startFanout(db: Database, deliver: (conversationId: string, even
       if (subscriptions > 1 && newest > 0n) enqueue(catchUp);
     },
   );
+}
+
+/** The channel typing indicators cross app servers on (payloads sent by the app, not a trigger). */
+export const typingChannel = 'parley_typing';
+
+/** Typing between app servers: `announce` tells the others, who deliver to their own sockets. */
+export interface TypingFanout extends Subscription {
+  announce(conversationId: string, accountId: string): Promise<void>;
+}
+
+/**
+ * Starts passing typing indicators between app servers. Each announces its own on the primary
+ * (`pg_notify`, admitted as `typing`) and listens for the others' (following the primary like the
+ * events); its own announcements come back to it and are skipped by the server id they carry.
+ * Nothing is caught up after a re-subscription: a typing indicator is worthless a moment later.
+ */
+export function startTypingFanout(db: Database, deliver: (conversationId: string, accountId: string) => Promise<void>): TypingFanout {
+  const server = randomUUID();
+  const typingDb = db.withPriority('typing');
+  const subscription = db.listen(
+    typingChannel,
+    (payload) => {
+      let note: { o?: unknown; c?: unknown; a?: unknown };
+      try {
+        note = JSON.parse(payload) as typeof note;
+      } catch {
+        return;
+      }
+      if (note.o === server || typeof note.c !== 'string' || typeof note.a !== 'string') return;
+      void deliver(note.c, note.a);
+    },
+    () => undefined,
+  );
+  return {
+    async announce(conversationId, accountId) {
+      await typingDb.query('SELECT pg_notify($1, $2)', [typingChannel, JSON.stringify({ o: server, c: conversationId, a: accountId })]);
+    },
+    close: () => subscription.close(),
+  };
 }
