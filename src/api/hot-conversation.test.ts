@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
-import { appDatabaseName, databaseUrl } from '../data/data.ts';
-import { httpClient, startTestApp, type TestApp } from './testing.ts';
+import type pg from 'pg';
+import { appDatabaseName } from '../data/data.ts';
+import { adminClient, httpClient, metricSeries, startTestApp, waitForEvent as waitUntil, type TestApp } from './testing.ts';
 
 // Three connections; sends and statements may wait a minute, so only the test ends the block.
 const overrides = {
@@ -18,34 +18,22 @@ const overrides = {
   http: { rateLimitPerMinute: 1_000_000 },
 };
 const burst = 60;
-// A bound on waiting for events; a run far from it is a hang, not a slow machine.
-const eventTimeoutMs = 30_000;
 
 let t: TestApp;
 let admin: pg.Client | undefined;
 
 before(async () => {
   t = await startTestApp(overrides);
-  admin = new pg.Client({ connectionString: databaseUrl({ port: t.server.port, user: 'postgres', password: t.server.superuserPassword, database: appDatabaseName }) });
-  await admin.connect();
+  admin = await adminClient(t);
 });
 after(async () => {
   await admin?.end().catch(() => undefined);
   await t?.stop();
 });
 
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + eventTimeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`gave up after ${eventTimeoutMs} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${t.url}/metrics`)).text();
   let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  for (const value of (await metricSeries(t.url, name)).values()) total += value;
   return total;
 }
 

@@ -7,14 +7,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
 import pino from 'pino';
 import WebSocket from 'ws';
 import { loadConfig } from '../config/config.ts';
-import { appDatabaseName, databaseUrl } from '../data/data.ts';
+import { appDatabaseName } from '../data/data.ts';
 import { freePort } from '../postgres/postgres.ts';
 import { startAppServer, type AppServer } from './api.ts';
-import { httpClient, startTestApp, type TestApp } from './testing.ts';
+import { adminClient, httpClient, metricSeries, startTestApp, waitForEvent as waitUntil, type TestApp } from './testing.ts';
 
 // One connection, so one blocked statement stops the database for this server. Sends may wait a
 // minute and statements run as long, so only the test decides when the block ends; reads wait at most
@@ -25,8 +25,6 @@ const overrides = {
 };
 // The queue's bound: data/database.ts allows 50 waiting per connection.
 const waitingMax = 50;
-// Bounds on waiting for events; a run far from them is a hang, not a slow machine.
-const eventTimeoutMs = 30_000;
 
 let t: TestApp;
 let other: AppServer | undefined;
@@ -34,22 +32,13 @@ let admin: pg.Client | undefined;
 
 before(async () => {
   t = await startTestApp(overrides);
-  admin = new pg.Client({ connectionString: databaseUrl({ port: t.server.port, user: 'postgres', password: t.server.superuserPassword, database: appDatabaseName }) });
-  await admin.connect();
+  admin = await adminClient(t);
 });
 after(async () => {
   await admin?.end().catch(() => undefined);
   await other?.close().catch(() => undefined);
   await t?.stop();
 });
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + eventTimeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`gave up after ${eventTimeoutMs} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** An HTTP call whose answer is recorded when it comes; `answer` stays undefined until then. */
 function track(call: () => Promise<{ status: number; body: any; headers: Headers }>) {
@@ -78,17 +67,7 @@ async function openSocket(token: string): Promise<{ ws: WebSocket; frames: any[]
   return { ws, frames };
 }
 
-async function metric(name: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${t.url}/metrics`)).text();
-  const values = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
-      const at = line.lastIndexOf(' ');
-      values.set(line.slice(0, at), Number(line.slice(at + 1)));
-    }
-  }
-  return values;
-}
+const metric = (name: string) => metricSeries(t.url, name);
 
 function sum(values: Map<string, number>, labelPart: string): number {
   let total = 0;

@@ -1,6 +1,7 @@
 // Test support: a throwaway PostgreSQL, provisioned, with an app server listening on a free port.
 // Used by api tests and benchmarks; never by production code.
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import pino from 'pino';
 import { loadConfig, type ConfigInput } from '../config/config.ts';
 import { appDatabaseName, appRoleName, databaseUrl, provisionDatabase } from '../data/data.ts';
@@ -78,4 +79,33 @@ export function httpClient(baseUrl: string) {
       return { token: session.body.token, id: session.body.account.id, username };
     },
   };
+}
+
+/** A superuser connection to the app database of `t` (to hold locks, read pg_stat_activity). */
+export async function adminClient(t: TestApp): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: databaseUrl({ port: t.server.port, user: 'postgres', password: t.server.superuserPassword, database: appDatabaseName }) });
+  await client.connect();
+  return client;
+}
+
+/** Waits until `condition` holds; the bound only stops a hang (an event, not a timing). */
+export async function waitForEvent(what: string, condition: () => boolean | Promise<boolean>, boundMs = 30_000): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up after ${boundMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The series of metric `name` on the app server at `baseUrl`, by their full series text. */
+export async function metricSeries(baseUrl: string, name: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
+      const at = line.lastIndexOf(' ');
+      values.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+  }
+  return values;
 }
