@@ -232,9 +232,10 @@ export function createChat(db: Database, options: ChatOptions) {
       }
       hub.publish({ type: 'typing', conversationId, accountId: caller.id }, members.filter((id) => id !== caller.id));
       // Members connected to other app servers hear it through them: a NOTIFY on the primary, as the
-      // lowest class. Best effort — shed under overload, lost while there is no primary — and the
-      // sender is not told: the indicator is worthless a moment later.
-      await typingFanout?.announce(conversationId, caller.id).catch(() => undefined);
+      // lowest class. Best effort — shed under overload, lost while there is no primary — and not
+      // awaited: the sender is not told, and the socket's next frame (a send) does not wait behind
+      // it through a failover. The indicator is worthless a moment later.
+      void typingFanout?.announce(conversationId, caller.id).catch(() => undefined);
     },
 
     sync: (caller: Caller, input: { cursor?: string | undefined; limit?: number | undefined }) => syncEvents(db.reads(caller.id), caller, input),
