@@ -203,7 +203,7 @@ describe('paging through two channels from a running cluster', () => {
     await waitUntil('resolved', () => pages('ReplicationStopped', node.name, 'resolved').length > 0, 30_000);
   });
 
-  test('operators read the cluster and the alerts through the app server; others get 401 or 403', async () => {
+  test('operators read the cluster, the alerts and the incidents through the app server; others get 401 or 403; the incident exports as a postmortem draft', async () => {
     const call = async (path: string, init: { method?: string; token?: string; body?: unknown } = {}) => {
       const response = await fetch(`${url}${path}`, {
         method: init.method ?? 'GET',
@@ -238,6 +238,32 @@ describe('paging through two channels from a running cluster', () => {
     const acked = await call(`/v1/ops/alerts/${resolved.id}/ack`, { method: 'POST', token: operator });
     assert.equal(acked.status, 200);
     assert.ok(acked.body.by === 'opsuser' || acked.body.already === true, JSON.stringify(acked.body));
+
+    // The journal read as incidents: the replication pages of the tests above are one incident,
+    // with its pages and alice's acknowledgement, for the CLI, operators and (without names) the public.
+    const listedIncidents = await cli(['incidents', '--json', '--dir', dir]);
+    assert.equal(listedIncidents.code, 0, listedIncidents.stderr);
+    const incident = (JSON.parse(listedIncidents.stdout) as { incidents: any[] }).incidents.find((i) => /^ReplicationStopped on node\d$/.test(i.title));
+    assert.ok(incident, listedIncidents.stdout.slice(0, 2000));
+    assert.ok(incident.firstPageAt !== null && Date.parse(incident.firstPageAt) >= Date.parse(incident.startedAt));
+    assert.equal(incident.acknowledgedBy, 'alice');
+    assert.ok(incident.timeline.some((item: { text: string }) => /^alice acknowledged ReplicationStopped/.test(item.text)), JSON.stringify(incident.timeline.slice(0, 20)));
+    const exported = await cli(['incidents', 'export', incident.id, '--dir', dir]);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /^Incident Postmortem Report: ReplicationStopped on node\d\nDate of Incident: /);
+    assert.match(exported.stdout, /\nTimeline\n.*ReplicationStopped fired \(critical\)/);
+    const unknown = await cli(['incidents', 'show', '20000101-000000', '--dir', dir]);
+    assert.equal(unknown.code, 1);
+    assert.equal(unknown.stderr.trim().split('\n').length, 1, unknown.stderr);
+    const status = await call('/v1/status');
+    assert.equal(status.status, 200);
+    const shown = status.body.incidents.find((i: { id: string }) => i.id === incident.id);
+    assert.deepEqual(shown && Object.keys(shown).sort(), ['endedAt', 'id', 'startedAt', 'state', 'title']);
+    assert.equal(shown.title, 'ReplicationStopped', 'no node names on the public page');
+    assert.equal((await call('/v1/ops/incidents', { token: plain })).status, 403);
+    const forOperators = await call(`/v1/ops/incidents/${incident.id}`, { token: operator });
+    assert.equal(forOperators.status, 200);
+    assert.equal(forOperators.body.acknowledgedBy, 'alice');
   });
 
   test('a frozen ops process makes the supervisor page AlertingSilent on both channels', async () => {

@@ -9,7 +9,7 @@ import { countError, createMetrics, type Metrics } from './metrics.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { openApiDocument, registerRoutes } from './routes.ts';
 import { chatRoutes } from './chat-routes.ts';
-import { opsRoutes, type OpsLocation } from './ops-routes.ts';
+import { opsRoutes, statusIncidents, type OpsLocation } from './ops-routes.ts';
 import { attachStream, type StreamOptions } from './stream.ts';
 import { registerWebClient } from './web.ts';
 
@@ -127,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<{ app: FastifyInsta
   });
 
   const routes = [
-    ...chatRoutes({ chat: options.chat, db: options.db, metrics }),
+    ...chatRoutes({ chat: options.chat, db: options.db, metrics, incidents: () => statusIncidents(options.ops ?? (() => undefined)) }),
     ...opsRoutes({
       locate: options.ops ?? (() => undefined),
       authenticateOperator: async (request) => {

@@ -45,7 +45,7 @@ async function databaseReady(db: Database, timeoutMs: number): Promise<{ ok: boo
 }
 
 /** Every HTTP route of the chat API. */
-export function chatRoutes(deps: { chat: Chat; db: Database; metrics: Metrics }): Route[] {
+export function chatRoutes(deps: { chat: Chat; db: Database; metrics: Metrics; incidents?: () => Promise<Array<{ id: string; title: string; state: 'open' | 'resolved'; startedAt: string; endedAt: string | null }>> }): Route[] {
   const { chat, db, metrics } = deps;
   return [
     {
@@ -175,7 +175,7 @@ export function chatRoutes(deps: { chat: Chat; db: Database; metrics: Metrics })
       errors: [],
       handler: async () => {
         const health = db.health();
-        const ready = health.state === 'ok' ? await databaseReady(db, 2000) : { ok: false };
+        const [ready, incidents] = await Promise.all([health.state === 'ok' ? databaseReady(db, 2000) : { ok: false }, deps.incidents?.() ?? []]);
         const database = ready.ok ? 'ok' : health.state === 'degraded' ? 'degraded' : 'down';
         return {
           state: database,
@@ -183,7 +183,7 @@ export function chatRoutes(deps: { chat: Chat; db: Database; metrics: Metrics })
             { name: 'messaging', state: database },
             { name: 'database', state: database },
           ],
-          incidents: [],
+          incidents,
         };
       },
     },

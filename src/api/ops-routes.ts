@@ -49,6 +49,7 @@ async function forward(
 }
 
 const alertId = z.strictObject({ id: z.string().min(1).max(200) });
+const incidentId = z.strictObject({ id: z.string().regex(/^\d{8}-\d{6}$/, 'an incident id looks like 20261124-195012') });
 const anything = z.unknown();
 
 /**
@@ -82,6 +83,25 @@ export function opsRoutes(options: { locate: () => OpsLocation | undefined; auth
       handler: ({ reply }) => forward(locate, reply, '/v1/ops/alerts', { method: 'GET', withToken: false }),
     },
     {
+      method: 'GET',
+      url: '/v1/ops/incidents',
+      summary: 'Incidents read from the journal, oldest first, as `parley incidents --json` (operators)',
+      auth: 'operator',
+      responses: { 200: { description: '{incidents: [...]} (docs/incidents.md)', schema: anything } },
+      errors: ['unauthorized', 'forbidden', 'ops_unavailable'],
+      handler: ({ reply }) => forward(locate, reply, '/v1/ops/incidents', { method: 'GET', withToken: false }),
+    },
+    {
+      method: 'GET',
+      url: '/v1/ops/incidents/:id',
+      summary: 'One incident: alerts, pages, acknowledgements, failover steps and timeline (operators)',
+      auth: 'operator',
+      params: incidentId,
+      responses: { 200: { description: 'the incident (docs/incidents.md)', schema: anything } },
+      errors: ['unauthorized', 'forbidden', 'not_found', 'ops_unavailable'],
+      handler: ({ params, reply }) => forward(locate, reply, `/v1/ops/incidents/${encodeURIComponent(params.id)}`, { method: 'GET', withToken: false }),
+    },
+    {
       method: 'POST',
       url: '/v1/ops/alerts/:id/ack',
       summary: "Acknowledge an alert: as the signed-in operator, or with a page's signed link (?person&expires&signature); escalation stops",
@@ -110,4 +130,20 @@ export function opsRoutes(options: { locate: () => OpsLocation | undefined; auth
         forward(locate, reply, `/v1/ops/alerts/${encodeURIComponent(params.id)}/ack${linkQuery(request)}`, { method: 'GET', withToken: false }),
     },
   ];
+}
+
+/**
+ * The incidents of the public status page, from the ops process; none when it cannot be asked
+ * within a second (the page must answer while ops is down, and says what the database says).
+ */
+export async function statusIncidents(locate: () => OpsLocation | undefined): Promise<Array<{ id: string; title: string; state: 'open' | 'resolved'; startedAt: string; endedAt: string | null }>> {
+  const ops = locate();
+  if (!ops) return [];
+  try {
+    const response = await fetch(`${ops.url}/v1/ops/status-incidents`, { signal: AbortSignal.timeout(1000) });
+    if (!response.ok) return [];
+    return ((await response.json()) as { incidents: Array<{ id: string; title: string; state: 'open' | 'resolved'; startedAt: string; endedAt: string | null }> }).incidents;
+  } catch {
+    return [];
+  }
 }

@@ -118,7 +118,8 @@ export const healthSchema = z.object({ state: z.enum(['ok', 'degraded']), detail
 export const statusPageSchema = z.object({
   state: z.enum(['ok', 'degraded', 'down']),
   components: z.array(z.object({ name: z.string(), state: z.enum(['ok', 'degraded', 'down']) })),
-  incidents: z.array(z.object({ id: z.string(), title: z.string(), state: z.string(), startedAt: z.string() })),
+  /** Open incidents and those of the last 7 days, newest first (incidents/, through the ops process). */
+  incidents: z.array(z.object({ id: z.string(), title: z.string(), state: z.enum(['open', 'resolved']), startedAt: z.string(), endedAt: z.string().nullable() })),
 });
 
 /** Frames a client may send on /v1/stream. */

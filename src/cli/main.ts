@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { checkAlertingConfig } from '../alerting/alerting.ts';
 import { lintConfig, loadConfig, type Config } from '../config/config.ts';
 import { isParleyError, ParleyError } from '../errors/errors.ts';
+import { findIncident, formatIncident, formatIncidents, readIncidents, renderPostmortem } from '../incidents/incidents.ts';
 import {
   ackAlert,
   addOperator,
@@ -228,6 +229,36 @@ export function buildProgram(): Command {
       say(done.already ? `${id} was already acknowledged by ${done.by} at ${done.at}` : `${id} acknowledged by ${done.by} at ${done.at}; escalation stopped`);
     });
 
+  // Read from DIR/journal.jsonl itself: works whether or not Parley is running.
+  const incidents = program
+    .command('incidents')
+    .description('list the incidents the journal of DIR holds (critical alerts and automatic failovers, with what happened meanwhile)')
+    .option('--dir <dir>', 'state directory of "parley up"', '.parley')
+    .option('--json', 'print the machine-readable list described in docs/incidents.md')
+    .action((options: { dir: string; json?: boolean }) => {
+      const list = readIncidents(statePaths(options.dir).journalFile, Date.now());
+      say(options.json ? JSON.stringify({ incidents: list }, null, 2) : formatIncidents(list, Date.now()));
+    });
+  incidents
+    .command('show')
+    .description('one incident: its alerts, pages, acknowledgements and timeline')
+    .argument('<id>', 'the incident id (parley incidents shows it)')
+    .option('--json', 'print the incident as JSON')
+    .action((id: string, _options: unknown, command: Command) => {
+      const options = command.optsWithGlobals<{ dir: string; json?: boolean }>();
+      const incident = findIncident(readIncidents(statePaths(options.dir).journalFile, Date.now()), id);
+      say(options.json ? JSON.stringify(incident, null, 2) : formatIncident(incident, Date.now()));
+    });
+  incidents
+    .command('export')
+    .description('a postmortem draft of one incident, in the format of the July 2024 postmortem (docs/incidents.md), on standard output')
+    .argument('<id>', 'the incident id (parley incidents shows it)')
+    .action((id: string, _options: unknown, command: Command) => {
+      const options = command.optsWithGlobals<{ dir: string }>();
+      const incident = findIncident(readIncidents(statePaths(options.dir).journalFile, Date.now()), id);
+      process.stdout.write(renderPostmortem(incident, { nowIso: new Date().toISOString(), exportedBy: process.env.SUDO_USER ?? process.env.USER }));
+    });
+
   const operator = program.command('operator').description('operator accounts');
   operator
     .command('add')
@@ -271,7 +302,7 @@ export function buildProgram(): Command {
       process.exit(0);
     });
 
-  for (const command of [program, ...program.commands, ...config.commands, ...maintenance.commands, ...operator.commands, ...alerts.commands]) {
+  for (const command of [program, ...program.commands, ...config.commands, ...maintenance.commands, ...operator.commands, ...alerts.commands, ...incidents.commands]) {
     command.exitOverride();
     // Commander's own error printing is replaced by the single line in `main`.
     command.configureOutput({ outputError: () => undefined, writeErr: () => undefined });

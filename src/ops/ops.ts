@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { createAlerting, parseAckLink, type Alerting, type AlertingConfig, type Alert as Page } from '../alerting/alerting.ts';
 import { errorTitles, isParleyError, ParleyError, type ErrorCode } from '../errors/errors.ts';
+import { findIncident, incidentReader, publicIncident } from '../incidents/incidents.ts';
 import type { LeaseStore } from '../failover/failover.ts';
 import {
   createHistory,
@@ -291,6 +292,15 @@ export async function startOps(options: OpsOptions): Promise<Ops> {
     return { sample: latest ?? null, series: history.since(Date.now() - minutes * 60_000), alerts: listAlerts().filter((a) => a.status === 'firing') };
   });
   app.get('/v1/ops/alerts', async () => ({ alerts: listAlerts() }));
+  // Incidents from the journal (incidents/): all of them for operators; for the public status page
+  // the open ones and those of the last 7 days, without node names or people.
+  const incidents = incidentReader(options.journalFile);
+  app.get('/v1/ops/incidents', async () => ({ incidents: incidents(Date.now()) }));
+  app.get<{ Params: { id: string } }>('/v1/ops/incidents/:id', async (request) => findIncident(incidents(Date.now()), request.params.id));
+  app.get('/v1/ops/status-incidents', async () => {
+    const recent = Date.now() - 7 * 24 * 3600_000;
+    return { incidents: incidents(Date.now()).filter((i) => i.endedAt === null || Date.parse(i.endedAt) >= recent).reverse().slice(0, 20).map(publicIncident) };
+  });
   // Acknowledgement: with a signed link's query (person, expires, signature) the signature is the
   // authority; otherwise the ops token (an operator through an app server, or `parley alerts ack`).
   app.post<{ Params: { id: string }; Body: { by?: unknown } | undefined }>('/v1/ops/alerts/:id/ack', async (request, reply) => {
