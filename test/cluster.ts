@@ -61,14 +61,4 @@ export function readJournal(dir: string): Array<Record<string, unknown>> {
 }
 
 /** The child of a postmaster whose command line names `kind` (walreceiver, startup, …), for faults. */
-export function postmasterChild(postmasterPid: number, kind: string): number {
-  const children = readFileSync(`/proc/${postmasterPid}/task/${postmasterPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-  for (const pid of children) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(kind)) return pid;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  throw new Error(`no ${kind} process under postmaster ${postmasterPid}`);
-}
+export { postmasterChild } from '../src/drills/drills.ts';

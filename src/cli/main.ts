@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { checkAlertingConfig } from '../alerting/alerting.ts';
 import { lintConfig, loadConfig, type Config } from '../config/config.ts';
 import { isParleyError, ParleyError } from '../errors/errors.ts';
+import { formatDrillReport, runDrill, scenarios } from '../drills/drills.ts';
 import { findIncident, formatIncident, formatIncidents, readIncidents, renderPostmortem } from '../incidents/incidents.ts';
 import {
   ackAlert,
@@ -227,6 +228,21 @@ export function buildProgram(): Command {
       const by = options.by ?? process.env.SUDO_USER ?? process.env.USER ?? 'operator';
       const done = await ackAlert({ dir: options.dir, id, by });
       say(done.already ? `${id} was already acknowledged by ${done.by} at ${done.at}` : `${id} acknowledged by ${done.by} at ${done.at}; escalation stopped`);
+    });
+
+  program
+    .command('drill')
+    .description(`replay an outage against the running cluster with real faults and check that nothing acknowledged was lost (scenarios: ${scenarios.join(', ')}; docs/drills.md)`)
+    .argument('<scenario>', 'which drill: july-30 replays the outage of 2024-07-30 link by link')
+    .option('--users <n>', 'users sending through the API all along (2–200)', integer('--users'), 10)
+    .option('--duration <s>', 'seconds each step holds its fault or load (1–600)', integer('--duration'), 5)
+    .option('--dir <dir>', 'state directory of the running "parley up"', '.parley')
+    .option('--config <file>', 'configuration file of the running "parley up"')
+    .option('--json', 'print the report as JSON (docs/drills.md)')
+    .action(async (scenario: string, options: { users: number; duration: number; dir: string; config?: string; json?: boolean }) => {
+      const report = await runDrill({ dir: options.dir, scenario, users: options.users, durationS: options.duration, configFile: options.config, out: options.json ? undefined : say });
+      say(options.json ? JSON.stringify(report, null, 2) : `\n${formatDrillReport(report)}`);
+      if (!report.passed) process.exitCode = exitFailure;
     });
 
   // Read from DIR/journal.jsonl itself: works whether or not Parley is running.
