@@ -113,22 +113,26 @@ export async function runDrill(options: { dir: string; scenario: string; users: 
     });
 
     await step('maintenance, and the primary dies during it', 'a maintenance task triggered a failover, which did not complete', async (seen, figures) => {
+      // Ten minutes at most: should the drill itself die, maintenance ends by itself.
       await startMaintenance({ dir, reason: 'drill july-30: routine maintenance', ttl: '10m', configFile: options.configFile });
       const s = await status(dir);
       const primary = s.nodes.find((n) => n.name === s.primary)!;
-      killNow(primary.pid!);
-      const killedMs = Date.now();
-      seen.push(`maintenance on; ${primary.name}'s PostgreSQL killed with -9`);
       let promotions = 0;
-      while (Date.now() - killedMs < holdMs) {
-        const now = await status(dir).catch(() => undefined);
-        if (now && now.nodes.some((n) => n.name !== primary.name && n.role === 'primary')) promotions += 1;
-        await sleep(500);
+      try {
+        killNow(primary.pid!);
+        const killedMs = Date.now();
+        seen.push(`maintenance on; ${primary.name}'s PostgreSQL killed with -9`);
+        while (Date.now() - killedMs < holdMs) {
+          const now = await status(dir).catch(() => undefined);
+          if (now && now.nodes.some((n) => n.name !== primary.name && n.role === 'primary')) promotions += 1;
+          await sleep(500);
+        }
+      } finally {
+        await stopMaintenance({ dir, reason: 'drill july-30: maintenance done', configFile: options.configFile });
       }
       figures.promotionsDuringMaintenance = promotions;
       targets.push({ what: 'failovers caused by maintenance', target: '0', measured: String(promotions === 0 ? 0 : 1), met: promotions === 0 });
       seen.push(promotions === 0 ? `no failover for ${options.durationS} s of maintenance` : `a standby was primary in ${promotions} samples`);
-      await stopMaintenance({ dir, reason: 'drill july-30: maintenance done', configFile: options.configFile });
       const stoppedMs = Date.now();
       const resumed = await timeUntil(async () => load.ackedSince(stoppedMs) > 0, 60_000);
       figures.writesResumedAfterStopS = resumed === null ? null : resumed / 1000;
@@ -145,6 +149,13 @@ export async function runDrill(options: { dir: string; scenario: string; users: 
       const s = await status(dir);
       const standby = s.nodes.find((n) => n.role === 'standby' && n.pid !== null)!;
       const receiver = walReceiverOf(standby.pid!);
+      // Interrupted (Ctrl-C) while it is frozen, the drill thaws it before it goes.
+      const thawAndExit = (): void => {
+        thaw(receiver);
+        process.exit(130);
+      };
+      process.once('SIGINT', thawAndExit);
+      process.once('SIGTERM', thawAndExit);
       freeze(receiver);
       const frozenMs = Date.now();
       seen.push(`${standby.name}'s WAL receiver frozen (SIGSTOP)`);
@@ -155,6 +166,8 @@ export async function runDrill(options: { dir: string; scenario: string; users: 
         if (remaining > 0) await sleep(remaining);
       } finally {
         thaw(receiver);
+        process.off('SIGINT', thawAndExit);
+        process.off('SIGTERM', thawAndExit);
       }
       figures.alertAfterS = firedAfter === null ? null : firedAfter / 1000;
       targets.push({ what: 'replication stopped → alert fired', target: '≤ 10 s', measured: firedAfter === null ? 'not within 30 s' : seconds(firedAfter), met: firedAfter !== null && firedAfter <= 10_000 });
