@@ -1,6 +1,7 @@
 // Proves the journal is read as people would read it: an incident opens with the first critical
 // signal (a critical alert, an automatic promotion, the supervisor's AlertingSilent), takes in the
-// pages, acknowledgements, failover steps and operators' actions while open, stays one incident
+// pages, acknowledgements, failover steps and operators' actions while open (and what operators
+// did in the 10 minutes before: its lead-up), stays one incident
 // while a critical alert flaps within the quiet time, and ends when the last critical signal
 // cleared; warnings alone and an operator's switchover make none. Properties over random journals:
 // every critical firing lies in exactly one incident, incidents do not overlap, and the order the
@@ -83,7 +84,8 @@ test('a night like the postmortem: one incident for the flapping replication, no
     ],
   );
   const texts = replication!.timeline.map((item) => item.text);
-  assert.ok(texts[0]!.startsWith('ReplicationStopped fired (critical) on node2'), texts[0]);
+  assert.equal(texts[0], 'root@vm ran maintenance start (reason: kernel upgrade)', 'the lead-up comes first: what operators did in the 10 minutes before');
+  assert.ok(texts[1]!.startsWith('ReplicationStopped fired (critical) on node2'), texts[1]);
   assert.ok(texts.includes('alice paged about ReplicationStopped on node2 by email and webhook'), texts.join('\n'));
   assert.ok(texts.includes('bob paged about ReplicationStopped on node2 by email (escalation level 2)'), texts.join('\n'));
   assert.ok(texts.includes('bob acknowledged ReplicationStopped on node2 (cli)'));
@@ -98,7 +100,8 @@ test('a night like the postmortem: one incident for the flapping replication, no
   assert.equal(failover!.firstPageAt, null);
   assert.deepEqual(
     failover!.timeline.map((item) => item.text),
-    ['node3 promoted to primary (automatic failover)', 'NodeUnreachable fired (critical) on node2: NodeUnreachable summary', 'node2 rewound to follow node3', 'NodeUnreachable resolved on node2'],
+    // The lead-up holds the supervisor's release, not the switchover 50 minutes before.
+    ['node2: released lease after proven death', 'node3 promoted to primary (automatic failover)', 'NodeUnreachable fired (critical) on node2: NodeUnreachable summary', 'node2 rewound to follow node3', 'NodeUnreachable resolved on node2'],
   );
   assert.deepEqual(publicIncident(failover!), { id: failover!.id, title: 'automatic failover', state: 'resolved', startedAt: at(5001), endedAt: at(5040) });
   assert.equal(publicIncident(replication!).title, 'ReplicationStopped');

@@ -4,7 +4,8 @@
 // firing (the ops process's rules or an agent's own), the supervisor paging that alerting went
 // silent, or an automatic promotion — takes in everything relevant that happens while it is open
 // (every alert's transitions, pages, acknowledgements, failover steps, operators' actions,
-// maintenance), and ends once no critical signal has been active for `quietMs`: a critical alert
+// maintenance; and, first, its lead-up: what operators and the cluster did in the 10 minutes
+// before it opened), and ends once no critical signal has been active for `quietMs`: a critical alert
 // firing again within that time belongs to the same incident, as a flapping replication link
 // would. Its end is the moment the last critical signal cleared.
 //
@@ -74,6 +75,10 @@ const str = (value: unknown): string | undefined => (typeof value === 'string' ?
 
 // An operator's switchover or failover explains a promotion within this long after it.
 const plannedWindowMs = 60_000;
+// What operators and the cluster did this long before an incident opened is its lead-up (the
+// maintenance that came before the failure, in the postmortem's case), told first in its timeline.
+const leadUpMs = 10 * 60_000;
+const leadUpSources = new Set(['operator', 'maintenance', 'failover', 'supervisor']);
 
 /** The incident id of an opening moment. */
 export function incidentId(at: string): string {
@@ -193,6 +198,8 @@ export function buildIncidents(entries: readonly JournalEntry[], options: { quie
   const seenPromotions = new Set<string>();
   // Alert id → its name and node, as the ops process journaled them (pages name only the id).
   const labels = new Map<string, string>();
+  // The lead-up: what happened outside any incident, kept for leadUpMs.
+  let recent: Array<{ atMs: number; item: TimelineItem }> = [];
 
   const close = (endMs: number): void => {
     if (!current) return;
@@ -232,8 +239,9 @@ export function buildIncidents(entries: readonly JournalEntry[], options: { quie
         acknowledgedBy: null,
         promotions: [],
         duringMaintenance: maintenanceOn,
-        timeline: [],
+        timeline: recent.filter((r) => atMs - r.atMs <= leadUpMs).map((r) => r.item),
       };
+      recent = [];
       incidents.push(current);
     }
     if (signal.critical) {
@@ -242,7 +250,13 @@ export function buildIncidents(entries: readonly JournalEntry[], options: { quie
     }
     if (signal.critical?.active || signal.opens !== undefined) quietSinceMs = atMs;
     else if (signal.critical && active.size === 0) quietSinceMs = atMs;
-    if (!current) continue;
+    if (!current) {
+      if (signal.timeline && leadUpSources.has(signal.timeline.source)) {
+        recent.push({ atMs, item: signal.timeline });
+        recent = recent.filter((r) => atMs - r.atMs <= leadUpMs);
+      }
+      continue;
+    }
 
     current.duringMaintenance ||= maintenanceOn;
     if (entry.kind === 'action' && entry.action === 'promote' && entry.result === 'done') {
